@@ -1,0 +1,64 @@
+"""Policy-gradient losses (spec sections 1.7 and 1.8). Shapes: ``B`` sequences, ``T`` tokens."""
+
+from __future__ import annotations
+
+import torch
+
+KL_VALUE_CLAMP = 10.0
+"""Spec section 1.8 (authors' code, verl's ``low_var_kl``): the k3 value is clamped to [-10, 10]."""
+
+KL_LOG_RATIO_CLAMP = 20.0
+"""Overflow guard on ``d`` before ``exp`` (as verl does); inactive for any sane policy."""
+
+
+def masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over all response tokens of the batch ("token-mean"): ``sum(v * m) / sum(m)``."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def ppo_clip_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = 3.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO-clipped surrogate, token-mean over the batch.
+
+    Per token: ``rho = exp(logp_new - logp_old)``,
+    ``l = max(-A * rho, -A * clip(rho, 1 - clip_low, 1 + clip_high))``; with dual clip ``c`` and
+    ``A < 0``: ``l = min(l, -A * c)`` (bounds the loss when rho explodes on a negative advantage).
+    ``logp_*``, ``mask``: ``(B, T)``; ``advantages``: ``(B,)`` (one per sequence). Returns the
+    scalar loss and metrics (``clip_frac``, ``approx_kl`` = token-mean of ``0.5 * (log rho)^2``,
+    ``ratio_mean``).
+    """
+    adv = advantages.to(logp_new.dtype).unsqueeze(-1)  # (B, 1)
+    log_ratio = logp_new - logp_old  # (B, T)
+    ratio = torch.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    per_token = torch.maximum(unclipped, clipped)
+    if dual_clip is not None:
+        per_token = torch.where(adv < 0, torch.minimum(per_token, -adv * dual_clip), per_token)
+    loss = masked_token_mean(per_token, mask)
+    with torch.no_grad():
+        metrics = {
+            "clip_frac": float(masked_token_mean((clipped > unclipped).to(ratio.dtype), mask)),
+            "approx_kl": float(masked_token_mean(0.5 * log_ratio**2, mask)),
+            "ratio_mean": float(masked_token_mean(ratio, mask)),
+        }
+    return loss, metrics
+
+
+def k3_kl(logp_new: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """k3 estimator of KL(policy || reference), token-mean:
+    ``k3 = clamp(exp(d) - d - 1, -10, 10)`` with ``d = logp_ref - logp_new`` (``d`` guarded to
+    [-20, 20] against overflow). ``(B, T)`` -> scalar. Non-negative, zero iff the two
+    log-probabilities agree.
+    """
+    d = torch.clamp(logp_ref - logp_new, -KL_LOG_RATIO_CLAMP, KL_LOG_RATIO_CLAMP)
+    k3 = torch.clamp(torch.exp(d) - d - 1.0, -KL_VALUE_CLAMP, KL_VALUE_CLAMP)
+    return masked_token_mean(k3, mask)

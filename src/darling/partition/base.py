@@ -1,0 +1,222 @@
+"""The pairwise equivalence classifier interface shared by every backend.
+
+A classifier estimates ``p(equivalent | y_a, y_b)`` for two responses to the same prompt
+(spec section 2). Estimator conventions (scikit-learn style): ``__init__`` only stores keyword
+arguments, ``fit(pairs, labels)`` returns ``self``, learned attributes end in ``_``
+(``threshold_``), ``predict_proba`` returns one float array of shape ``(n_pairs,)``.
+
+Every backend implements ``_score_indexed(texts, index_pairs)``; the base class applies the
+short-answer rule before any model, checks for NaN, and offers the pair-list API on top.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+SHORT_ANSWER_MAX_WORDS = 5
+"""Spec section 2: the short-answer rule applies when both responses have at most 5 words."""
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+Pair = tuple[str, str]
+
+
+def short_answer_words(text: str) -> list[str]:
+    """Lower-cased words of ``text``, punctuation stripped (``"Banana."`` -> ``["banana"]``)."""
+    return _WORD.findall(text.lower())
+
+
+def short_answer_rule(text_a: str, text_b: str) -> bool | None:
+    """The authors' short-answer rule (spec section 2).
+
+    When both responses have at most ``SHORT_ANSWER_MAX_WORDS`` whitespace words, they are
+    equivalent iff ``2 * |shared lower-cased words| >= max(word counts)``. Returns ``None`` when
+    the rule does not apply (either response is longer), so the model decides.
+
+    Words are compared after stripping punctuation so that ``"Banana"`` and ``"banana."`` match.
+    Two empty responses are equivalent (``0 >= 0``); an empty and a non-empty one are not.
+
+    >>> short_answer_rule("Lima", "lima.")
+    True
+    >>> short_answer_rule("Lima, Peru", "Quito")
+    False
+    >>> short_answer_rule("one two three four five six", "one") is None
+    True
+    """
+    if len(text_a.split()) > SHORT_ANSWER_MAX_WORDS or len(text_b.split()) > SHORT_ANSWER_MAX_WORDS:
+        return None
+    words_a, words_b = short_answer_words(text_a), short_answer_words(text_b)
+    shared = len(set(words_a) & set(words_b))
+    return 2 * shared >= max(len(words_a), len(words_b))
+
+
+class PairClassifier:
+    """Base class: ``p(equivalent | a, b)`` with a calibrated decision threshold ``threshold_``.
+
+    Subclasses set ``backend`` (the name written to ``config.json``), implement
+    ``_score_indexed`` and, when they learn anything, ``fit``, ``_state`` and ``_load_state``.
+    """
+
+    backend: ClassVar[str] = ""
+    applies_short_answer_rule: ClassVar[bool] = True
+    """Whether pairs of short responses are decided by ``short_answer_rule`` before the model.
+    Backends that compare final answers ("1/2" vs "0.50") turn it off."""
+    threshold_: float
+
+    def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> PairClassifier:
+        """Learn from labelled pairs (1 = equivalent). Backends without parameters return self."""
+        _check_pairs_labels(pairs, labels)
+        return self
+
+    def predict_proba(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """``p(equivalent)`` for each pair. Shape ``(n_pairs,)``, float64 in [0, 1]."""
+        texts: list[str] = []
+        index = np.empty((len(pairs), 2), dtype=np.int64)
+        for k, (a, b) in enumerate(pairs):
+            index[k] = (len(texts), len(texts) + 1)
+            texts.extend((a, b))
+        return self.predict_proba_indexed(texts, index)
+
+    def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
+        return self.predict_proba(pairs) > self.threshold_
+
+    def predict_proba_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
+        """Score pairs of ``texts`` given by position: ``index_pairs`` has shape ``(P, 2)``.
+
+        This is the batched entry point used by ``partition``: embed-once backends encode each
+        text once, however many pairs it takes part in. Returns shape ``(P,)``.
+        Raises ValueError if the backend produced NaN (never silently 0 or 1).
+        """
+        index_pairs = np.asarray(index_pairs, dtype=np.int64).reshape(-1, 2)
+        proba = np.empty(len(index_pairs), dtype=np.float64)
+        model_rows = []
+        for k, (i, j) in enumerate(index_pairs):
+            rule = short_answer_rule(texts[i], texts[j]) if self.applies_short_answer_rule else None
+            if rule is None:
+                model_rows.append(k)
+            else:
+                proba[k] = float(rule)
+        if model_rows:
+            rows = np.asarray(model_rows, dtype=np.int64)
+            scores = np.asarray(self._score_indexed(texts, index_pairs[rows]), dtype=np.float64)
+            if scores.shape != (len(rows),):
+                raise ValueError(
+                    f"{type(self).__name__} returned scores of shape {scores.shape}, "
+                    f"expected ({len(rows)},)"
+                )
+            if np.isnan(scores).any():
+                bad = index_pairs[rows][np.isnan(scores)][0]
+                raise ValueError(
+                    f"{type(self).__name__} returned NaN for {int(np.isnan(scores).sum())} "
+                    "pair(s), "
+                    f"first at texts {bad.tolist()}: refusing to read NaN as equivalent or not"
+                )
+            proba[rows] = scores
+        return proba
+
+    def _score_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- persistence -------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        """Constructor keyword arguments to write to config.json."""
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        """Learned tensors to write to model.safetensors (empty for parameter-free backends)."""
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_state`` returned."""
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` (backend, constructor arguments, threshold, ``extra`` metadata)
+        and, when the backend has learned tensors, ``model.safetensors``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "backend": self.backend,
+            "threshold": float(self.threshold_),
+            "params": self._config(),
+            "meta": extra or {},
+        }
+        state = self._state()
+        if state:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(directory / WEIGHTS_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return directory
+
+
+_BACKENDS: dict[str, type[PairClassifier]] = {}
+
+_BUILTIN_MODULES = {
+    "embed_once": "darling.partition.embed_once",
+    "cross_encoder": "darling.partition.cross_encoder",
+    "ngram": "darling.partition.lexical",
+    "jaccard": "darling.partition.lexical",
+    "answer": "darling.partition.lexical",
+}
+"""Modules of the built-in backends, imported by ``load_classifier`` on demand (so importing
+``darling.partition`` does not import torch or transformers)."""
+
+
+def register_backend(cls: type[PairClassifier]) -> type[PairClassifier]:
+    """Class decorator: make ``cls`` loadable by its ``backend`` name."""
+    if not cls.backend:
+        raise TypeError(f"{cls.__name__} must set a non-empty `backend` name")
+    _BACKENDS[cls.backend] = cls
+    return cls
+
+
+def load_classifier(directory: str | Path) -> PairClassifier:
+    """Load a classifier saved by ``PairClassifier.save``; clear errors name the path."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"no classifier at {directory}: expected {config_path} (write one with "
+            "PairClassifier.save or train one with train_classifier.py)"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+        backend, threshold = config["backend"], float(config["threshold"])
+        params = dict(config.get("params", {}))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"corrupt classifier config {config_path}: {err}") from err
+    if backend not in _BACKENDS and backend in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[backend])
+    if backend not in _BACKENDS:
+        known = sorted(set(_BACKENDS) | set(_BUILTIN_MODULES))
+        raise ValueError(f"{config_path} names backend {backend!r}; known backends: {known}")
+    classifier = _BACKENDS[backend](**params)
+    weights = directory / WEIGHTS_FILE
+    if weights.exists():
+        try:
+            classifier._load_state(load_file(str(weights)))
+        except (SafetensorError, OSError, RuntimeError, KeyError) as err:
+            raise ValueError(f"corrupt classifier weights {weights}: {err}") from err
+    classifier.threshold_ = threshold
+    return classifier
+
+
+def _check_pairs_labels(pairs: Sequence[Pair], labels: Sequence[int]) -> None:
+    if len(pairs) != len(labels):
+        raise ValueError(f"got {len(pairs)} pairs but {len(labels)} labels")
+    if len(pairs) == 0:
+        raise ValueError("cannot fit a classifier on zero pairs")

@@ -1,0 +1,106 @@
+"""Quality from an LLM judge behind an OpenAI-compatible ``/chat/completions`` endpoint.
+
+The API key is read from the environment variable named by ``api_key_env`` at call time; it is
+never stored in the config, logged or written to disk. A call that still fails after ``retries``
+attempts, or whose reply holds no score, yields ``None`` for that row (reported and excluded),
+never a score of 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+DEFAULT_TEMPLATE = (
+    "Rate the quality of the assistant's response to the user's request on a scale from 1 "
+    "(useless) to 10 (excellent). Consider helpfulness, correctness and writing.\n\n"
+    "[User request]\n{prompt}\n\n[Assistant response]\n{completion}\n\n"
+    "Reply with a single integer from 1 to 10 and nothing else."
+)
+
+_SCORE = re.compile(r"\b(10|[1-9])\b")
+
+
+def parse_score(reply: str, low: int = 1, high: int = 10) -> float | None:
+    """The first integer in ``[low, high]`` in the judge's reply, or None.
+
+    >>> parse_score("Score: 7/10"), parse_score("no idea")
+    (7.0, None)
+    """
+    for match in _SCORE.finditer(reply):
+        value = int(match.group(1))
+        if low <= value <= high:
+            return float(value)
+    return None
+
+
+class JudgeQuality:
+    """Score each completion 1..10 with a judge model over HTTP (OpenAI chat-completions API)."""
+
+    __name__ = "judge"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        template: str = DEFAULT_TEMPLATE,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        backoff_s: float = 2.0,
+        max_workers: int = 8,
+        max_tokens: int = 8,
+    ):
+        if "{prompt}" not in template or "{completion}" not in template:
+            raise ValueError("quality.template must contain {prompt} and {completion}")
+        self.base_url, self.model, self.template = base_url.rstrip("/"), model, template
+        self.api_key_env, self.timeout_s, self.retries = api_key_env, timeout_s, retries
+        self.backoff_s, self.max_workers, self.max_tokens = backoff_s, max_workers, max_tokens
+
+    def __call__(
+        self, prompts: Sequence[str], completions: Sequence[str], rows: Sequence[Any], **kwargs
+    ) -> list[float | None]:
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return list(pool.map(self._score_one, prompts, completions))
+
+    def _score_one(self, prompt: str, completion: str) -> float | None:
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": self.template.format(prompt=prompt, completion=completion),
+                    }
+                ],
+                "temperature": 0.0,
+                "max_tokens": self.max_tokens,
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        for attempt in range(self.retries):
+            try:
+                request = urllib.request.Request(
+                    f"{self.base_url}/chat/completions", data=body, headers=headers
+                )
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    reply = json.loads(response.read())["choices"][0]["message"]["content"]
+                score = parse_score(reply or "")
+                if score is not None:
+                    return score
+            except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError,
+                    TypeError, json.JSONDecodeError):
+                pass
+            if attempt + 1 < self.retries:
+                time.sleep(self.backoff_s * 2**attempt)
+        return None

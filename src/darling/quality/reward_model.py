@@ -1,0 +1,65 @@
+"""Quality from a Hugging Face reward model (sequence classification with one logit).
+
+Reward-model scores are signed (Athene-RM-8B's median raw score is about -2.2), so pair this with
+``reward.quality_transform`` (group_min, affine or sigmoid) before multiplicative fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class RewardModelQuality:
+    """``r_i = RM(prompt, completion)``, the first logit, scored on the RM's own chat template."""
+
+    __name__ = "reward_model"
+
+    def __init__(
+        self,
+        path: str,
+        batch_size: int = 8,
+        max_length: int = 2048,
+        dtype: str = "float32",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path, self.batch_size, self.max_length = path, batch_size, max_length
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            dtype=getattr(torch, dtype),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        ).to(self.device)
+        self.model.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(
+        self, prompts: Sequence[str], completions: Sequence[str], rows: Sequence[Any], **kwargs
+    ) -> list[float | None]:
+        texts = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}, {"role": "assistant", "content": c}],
+                tokenize=False,
+            )
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        scores: list[float | None] = []
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(
+                texts[start : start + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                add_special_tokens=False,
+            ).to(self.device)
+            logits = self.model(**enc).logits[:, 0].float()  # (b,)
+            scores.extend(logits.tolist())
+        return scores

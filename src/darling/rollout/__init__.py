@@ -1,0 +1,5 @@
+"""Rollout engines: one interface (``RolloutEngine``), Hugging Face ``generate`` and vLLM."""
+
+from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec
+
+__all__ = ["RolloutEngine", "Rollouts", "SamplingSpec"]

@@ -1,0 +1,1 @@
+"""The training shell: config schema, Lightning module, data module, callbacks, entry point."""

@@ -1,0 +1,134 @@
+"""Structured config schema: a typo or a wrong type fails at start-up naming the key.
+
+Groups whose options are different classes (``quality/``, ``diversity/``, ``classifier/``,
+``logger/``) are ``_target_`` dicts instantiated by Hydra; every other group is a dataclass below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from darling.models.loading import ModelSpec
+from darling.rollout.base import SamplingSpec
+
+
+@dataclass
+class QualityTransformSpec:
+    """Map quality onto a non-negative scale before multiplicative fusion (spec section 1.5)."""
+
+    kind: str = "none"
+    """none | group_min (r - min of group) | affine (scale * r + offset) | sigmoid."""
+    scale: float = 1.0
+    offset: float = 0.0
+    temperature: float = 1.0
+    center: float = 0.0
+
+
+@dataclass
+class RewardSpec:
+    """How quality and diversity become the training reward and advantage."""
+
+    name: str = "darling"
+    fusion: str = "multiplicative"
+    """multiplicative (DARLING) | additive | additive_zscore."""
+    diversity_weight: float = 1.0
+    """lambda in [0, 1]: 0 = quality-only GRPO, 1 = full DARLING. The knob sweeps move."""
+    diversity_floor: float = 0.1
+    """Norm(Div) = max(Div, floor) in multiplicative fusion (spec 1.4)."""
+    quality_transform: QualityTransformSpec = field(default_factory=QualityTransformSpec)
+    std_normalize: bool = False
+    """Divide advantages by the group std (GRPO's form); DARLING does not (spec 1.6)."""
+
+
+@dataclass
+class RolloutSpec(SamplingSpec):
+    """Sampling settings and the engine that samples."""
+
+    engine: str = "hf"
+    """hf (transformers generate on the policy) | vllm (colocated engine, GPU)."""
+    gpu_memory_utilization: float = 0.3
+    """vLLM only: share of GPU memory for its weights and KV cache."""
+    enable_sleep_mode: bool = True
+    """vLLM only: free the KV cache during the policy update."""
+
+
+@dataclass
+class DataSpec:
+    """Prompt files: JSONL or Parquet with ``prompt`` and ``answers`` / ``ground_truth``."""
+
+    train_path: str | None = None
+    """None: the built-in open-ended verifiable task's training prompts."""
+    eval_path: str | None = None
+    """None: the built-in task's held-out prompts (final measurement only)."""
+    prompts_per_step: int = 2
+    """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
+    system_prompt: str | None = None
+
+
+@dataclass
+class OptimSpec:
+    """Policy optimisation (spec sections 1.7 to 1.9)."""
+
+    optimizer: str = "adamw"
+    """adamw | adamw_8bit (bitsandbytes, GPU only)."""
+    lr: float = "${model.lr}"  # type: ignore[assignment]
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = 3.0
+    kl_coef: float = 0.0
+    """Weight of the k3 KL to the frozen initial policy (spec: 0.001 non-verifiable, 0 math)."""
+    ppo_epochs: int = 1
+    mini_batches: int = 1
+    """Optimiser steps per epoch over one rollout batch."""
+    micro_batch_size: int = 0
+    """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
+
+
+@dataclass
+class TrainerSpec:
+    """Lightning ``Trainer`` settings (Lightning's names) plus checkpointing."""
+
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    precision: Any = "32-true"
+    max_steps: int = 30
+    """Optimiser steps (= rollout steps when optim.ppo_epochs * optim.mini_batches == 1)."""
+    log_every_n_steps: int = 1
+    enable_progress_bar: bool = True
+    checkpoint_every_n_steps: int = 10
+    num_sanity_val_steps: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The whole training run."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    trainer: TrainerSpec = field(default_factory=TrainerSpec)
+    quality: Any = MISSING
+    diversity: Any = MISSING
+    classifier: Any = MISSING
+    logger: Any = None
+    seed: int = 0
+    run_name: str = MISSING
+    ckpt_path: str | None = None
+    """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
+    checkpoint; or a path to a checkpoint file."""
+    eval: Any = None
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list."""
+    ConfigStore.instance().store(name="darling_schema", node=TrainConfig)

@@ -1,0 +1,77 @@
+"""Prompts for each rollout step: a deterministic schedule owned by the data module.
+
+Step ``t`` of a run with ``W`` processes and ``B`` prompts per process reads global positions
+``p = t * W * B + rank * B + k`` of an endless stream of seeded permutations of the prompt file
+(one permutation per pass). The prompts of a step therefore depend only on (seed, step), never
+on how many processes share it: 2 ranks x B prompts see exactly the prompts of 1 rank x 2B, and
+a resumed run continues the stream exactly. The position ``p`` is the rollouts' group id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
+
+
+class PromptSchedule:
+    """``rows_for_step(step, rank, world_size) -> [(group_id, row), ...]``."""
+
+    def __init__(self, rows: Sequence[PromptRow], prompts_per_step: int, seed: int):
+        if not rows:
+            raise ValueError("the prompt file holds no prompts")
+        if prompts_per_step < 1:
+            raise ValueError(f"data.prompts_per_step must be >= 1, got {prompts_per_step}")
+        self.rows, self.prompts_per_step, self.seed = list(rows), prompts_per_step, seed
+        self._perms: dict[int, np.ndarray] = {}
+
+    def rows_for_step(
+        self, step: int, rank: int = 0, world_size: int = 1
+    ) -> list[tuple[int, PromptRow]]:
+        start = (step * world_size + rank) * self.prompts_per_step
+        stop = start + self.prompts_per_step
+        return [(p, self.rows[self._row_at(p)]) for p in range(start, stop)]
+
+    def _row_at(self, position: int) -> int:
+        epoch, offset = divmod(position, len(self.rows))
+        if epoch not in self._perms:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perms[epoch] = rng.permutation(len(self.rows))
+        return int(self._perms[epoch][offset])
+
+
+class _StepTicks(torch.utils.data.IterableDataset):
+    """An endless stream of step ticks; the module reads prompts from the schedule by its own
+    restored step counter, so a resumed run needs no sampler state."""
+
+    def __iter__(self) -> Iterator[int]:
+        step = 0
+        while True:
+            yield step
+            step += 1
+
+
+class PromptDataModule(L.LightningDataModule):
+    """Owns the training and evaluation prompt files and the training schedule."""
+
+    def __init__(self, data: Any, seed: int):
+        super().__init__()
+        self.spec, self.seed = data, seed
+        self.train_rows = load_prompts(data.train_path or builtin_path("train"))
+        self.eval_rows = load_prompts(data.eval_path or builtin_path("heldout"))
+        self.schedule = PromptSchedule(self.train_rows, data.prompts_per_step, seed)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(_StepTicks(), batch_size=None)
+
+
+def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
+    """The prompt in the tokenizer's chat template, ending where the assistant starts."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

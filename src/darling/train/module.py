@@ -1,0 +1,246 @@
+"""The DARLING LightningModule: owns policy, frozen reference and partition classifier.
+
+``training_step`` reads as the algorithm (spec section 1): sample -> quality -> partition ->
+diversity -> fused reward -> group advantages -> PPO-clipped token-mean loss (+ k3 KL), with
+``ppo_epochs x mini_batches`` optimiser steps per rollout batch (manual optimisation). The math
+lives in the pure core (``darling.fusion``, ``advantages``, ``losses``, ...); this module wires
+it and logs the metrics the core returns, under namespaced keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from darling.advantages import group_advantages
+from darling.diversity import class_metrics
+from darling.logprobs import response_logprobs
+from darling.losses import k3_kl, ppo_clip_loss
+from darling.partition.unionfind import partition
+from darling.quality.base import score_quality
+from darling.rewards import training_reward
+from darling.rollout.base import RolloutEngine, Rollouts
+from darling.train.data import PromptSchedule, chat_prompt
+
+log = logging.getLogger(__name__)
+
+SEED_STRIDE = 1_000_003
+"""Step seeds are ``seed * SEED_STRIDE + step * world_size + rank``: distinct across steps and
+ranks, and a function of (seed, step, rank) only, so a resumed run samples the same rollouts."""
+
+
+class DarlingModule(L.LightningModule):
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        tokenizer: Any,
+        classifier: Any,
+        quality_fn: Any,
+        diversity_fn: Any,
+        engine: RolloutEngine,
+        schedule: PromptSchedule,
+        reward: Any,
+        optim: Any,
+        seed: int = 0,
+        system_prompt: str | None = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy, self.tokenizer, self.classifier = policy, tokenizer, classifier
+        self.quality_fn, self.diversity_fn, self.engine = quality_fn, diversity_fn, engine
+        self.schedule, self.reward_spec, self.optim_spec = schedule, reward, optim
+        self.seed, self.system_prompt = seed, system_prompt
+        self.rollout_step = 0
+        # A tuple keeps the frozen reference out of the module tree: it is not trained, not
+        # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
+        self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
+
+    @property
+    def _reference(self) -> torch.nn.Module | None:
+        return self._frozen[0]
+
+    # -- the algorithm -----------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        timer = _Timer()
+        world, rank = self.trainer.world_size, self.global_rank
+        scheduled = self.schedule.rows_for_step(self.rollout_step, rank, world)
+        group_ids = [gid for gid, _ in scheduled]
+        rows = [row for _, row in scheduled]
+        prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
+
+        with timer("generate"):
+            rollouts = self.engine.generate(
+                prompts, group_ids, seed=self.seed * SEED_STRIDE + self.rollout_step * world + rank
+            )
+        with timer("quality"):
+            quality, quality_metrics = score_quality(
+                self.quality_fn,
+                [rows[i].prompt for i in rollouts.prompt_index],
+                rollouts.texts,
+                [rows[i] for i in rollouts.prompt_index],
+            )
+        keep = np.flatnonzero(~np.isnan(quality))  # failed rows are reported, then excluded
+        texts = [rollouts.texts[i] for i in keep]
+        gids = [rollouts.group_ids[i] for i in keep]
+        with timer("partition"):
+            labels, pair_metrics = partition(texts, gids, self.classifier)
+            diversity, diversity_metrics = self.diversity_fn(texts, gids, labels=labels)
+        rewards, reward_metrics = training_reward(quality[keep], diversity, gids, self.reward_spec)
+        advantages = torch.zeros(len(rollouts.texts))
+        advantages[keep], advantage_metrics = group_advantages(
+            torch.as_tensor(rewards, dtype=torch.float32), gids, self.reward_spec.std_normalize
+        )
+        token_mask = rollouts.response_mask.clone()
+        token_mask[np.setdiff1d(np.arange(len(quality)), keep)] = 0
+        with timer("update"):
+            loss_metrics = self._update(rollouts, advantages.to(self.device), token_mask)
+        self.engine.sync()
+        self.rollout_step += 1
+
+        tokens = rollouts.num_tokens
+        metrics = {
+            **_prefixed("reward", {**reward_metrics, **quality_metrics}),
+            **_prefixed("diversity", {
+                **class_metrics(labels, gids),
+                **pair_metrics,
+                **diversity_metrics,
+                "score_mean": float(np.mean(diversity)),
+            }),
+            **_prefixed("advantage", advantage_metrics),
+            **_prefixed("loss", loss_metrics),
+            **_prefixed("time", timer.seconds),
+            "rollout/tokens": float(tokens),
+            "rollout/response_len_mean": tokens / max(len(rollouts.texts), 1),
+            "rollout/tokens_per_s": tokens / max(timer.seconds["generate"], 1e-9),
+            "rollout/step": float(self.rollout_step),
+        }
+        self.log_dict(metrics, on_step=True, sync_dist=world > 1, batch_size=len(texts))
+        for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total"):
+            self.log(key.split("/")[-1], metrics[key], prog_bar=True, logger=False)
+
+    def _update(
+        self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
+    ) -> dict[str, float]:
+        """``ppo_epochs x mini_batches`` optimiser steps on one rollout batch."""
+        spec, opt = self.optim_spec, self.optimizers()
+        ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
+        mask, start = token_mask.to(self.device), rollouts.response_start
+        temperature = self.engine.sampling.temperature
+        with torch.no_grad():
+            logp_old = self._logprobs(self.policy, ids, attn, start, temperature)
+            logp_ref = (
+                self._reference_logprobs(ids, attn, start, temperature)
+                if self._reference is not None or self._uses_lora_reference()
+                else None
+            )
+        n = len(ids)
+        sums: dict[str, float] = {}
+        updates = 0
+        for _ in range(spec.ppo_epochs):
+            for mb in np.array_split(np.arange(n), spec.mini_batches):
+                stats = self._minibatch_step(
+                    opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref
+                )
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                updates += 1
+        return {k: v / updates for k, v in sums.items()}
+
+    def _minibatch_step(
+        self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref
+    ) -> dict[str, float]:
+        spec = self.optim_spec
+        micro = spec.micro_batch_size or len(mb)
+        mb_tokens = float(mask[mb].sum().clamp_min(1))
+        stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
+        opt.zero_grad()
+        for chunk in np.array_split(mb, max(1, -(-len(mb) // micro))):
+            share = float(mask[chunk].sum()) / mb_tokens  # token-mean over the whole mini-batch
+            logp = self._logprobs(self.policy, ids[chunk], attn[chunk], start, temperature)
+            policy_loss, clip_stats = ppo_clip_loss(
+                logp, logp_old[chunk], advantages[chunk], mask[chunk],
+                spec.clip_low, spec.clip_high, spec.dual_clip,
+            )
+            kl = (
+                k3_kl(logp, logp_ref[chunk], mask[chunk])
+                if logp_ref is not None
+                else torch.zeros((), device=self.device)
+            )
+            loss = policy_loss + spec.kl_coef * kl
+            self.manual_backward(loss * share)
+            stats["policy"] += float(policy_loss.detach()) * share
+            stats["kl"] += float(kl.detach()) * share
+            stats["total"] += float(loss.detach()) * share
+            stats["clip_frac"] += clip_stats["clip_frac"] * share
+            stats["approx_kl"] += clip_stats["approx_kl"] * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable(), spec.grad_clip)
+        opt.step()
+        stats["grad_norm"] = float(grad_norm)
+        return stats
+
+    # -- models ----------------------------------------------------------------------------
+    def _logprobs(self, model, ids, attn, start, temperature) -> torch.Tensor:
+        return response_logprobs(model, ids, attn, start, temperature)
+
+    def _uses_lora_reference(self) -> bool:
+        return self.optim_spec.kl_coef > 0 and hasattr(self.policy, "disable_adapter")
+
+    def _make_reference(self) -> torch.nn.Module | None:
+        if hasattr(self.policy, "disable_adapter"):
+            return None  # LoRA: the reference is the base model with adapters disabled
+        reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        return reference
+
+    def _reference_logprobs(self, ids, attn, start, temperature) -> torch.Tensor:
+        if self._reference is None:
+            with self.policy.disable_adapter():
+                return self._logprobs(self.policy, ids, attn, start, temperature)
+        return self._logprobs(self._reference, ids, attn, start, temperature)
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        if self._reference is not None:
+            self._reference.to(self.device)
+        self.engine.bind(self.policy, self.tokenizer)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        spec = self.optim_spec
+        params = self._trainable()
+        if spec.optimizer == "adamw_8bit":
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+    # -- checkpoint state beyond Lightning's own ----------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["darling"] = {"rollout_step": self.rollout_step}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.rollout_step = int(checkpoint["darling"]["rollout_step"])
+
+
+def _prefixed(namespace: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{namespace}/{k}": float(v) for k, v in metrics.items()}
+
+
+class _Timer:
+    """Wall-clock seconds per named phase of one step."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start

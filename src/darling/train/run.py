@@ -1,0 +1,199 @@
+"""Build everything a training run needs from a composed config, validate it, and fit."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from darling.fusion import DEFAULT_DIVERSITY_FLOOR
+from darling.models.loading import load_policy
+from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
+from darling.rollout.base import RolloutEngine, SamplingSpec
+from darling.train.callbacks import CheckpointOnSigterm, SavePolicy
+from darling.train.data import PromptDataModule
+from darling.train.module import DarlingModule
+
+log = logging.getLogger(__name__)
+
+ENGINES = {
+    "hf": ("darling.rollout.hf:HFRollout", ()),
+    "vllm": ("darling.rollout.vllm:VLLMRollout", ("gpu_memory_utilization", "enable_sleep_mode")),
+}
+"""engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
+EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the composed config before anything heavy happens; messages say what to change."""
+    r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
+    checks = [
+        (0.0 <= r.diversity_weight <= 1.0,
+         f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
+        (r.fusion in FUSIONS, f"reward.fusion={r.fusion!r}: choose one of {sorted(FUSIONS)}"),
+        (r.quality_transform.kind in QUALITY_TRANSFORMS,
+         f"reward.quality_transform.kind={r.quality_transform.kind!r}: choose one of "
+         f"{sorted(QUALITY_TRANSFORMS)}"),
+        (0.0 <= r.diversity_floor <= 1.0,
+         f"reward.diversity_floor={r.diversity_floor}: must be in [0, 1] "
+         f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
+        (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
+        (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
+        (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
+        (0 < ro.top_p <= 1, f"rollout.top_p={ro.top_p}: must be in (0, 1]"),
+        (ro.max_new_tokens >= 1, f"rollout.max_new_tokens={ro.max_new_tokens}: must be >= 1"),
+        (d.prompts_per_step >= 1, f"data.prompts_per_step={d.prompts_per_step}: must be >= 1"),
+        (o.lr > 0, f"optim.lr={o.lr}: must be > 0"),
+        (o.kl_coef >= 0, f"optim.kl_coef={o.kl_coef}: must be >= 0"),
+        (o.optimizer in ("adamw", "adamw_8bit"),
+         f"optim.optimizer={o.optimizer!r}: choose adamw or adamw_8bit"),
+        (o.ppo_epochs >= 1 and o.mini_batches >= 1,
+         "optim.ppo_epochs and optim.mini_batches must be >= 1"),
+        (o.mini_batches <= d.prompts_per_step * ro.n_per_prompt,
+         f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step "
+         f"({d.prompts_per_step * ro.n_per_prompt})"),
+        (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
+        (t.checkpoint_every_n_steps >= 1,
+         f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
+    ]
+    errors = [message for ok, message in checks if not ok]
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+    if ro.n_per_prompt == 1:
+        log.warning("rollout.n_per_prompt=1: every group has one rollout, so every advantage is 0 "
+                    "and nothing is learned; use 4 or more")
+    needed = []
+    if ro.engine == "vllm":
+        needed.append("vllm")
+    if o.optimizer == "adamw_8bit":
+        needed.append("bitsandbytes")
+    if cfg.logger is not None and "wandb" in str(cfg.logger.get("_target_", "")):
+        needed.append("wandb")
+    for module in needed:
+        require_module(module)
+
+
+def require_module(module: str) -> None:
+    """Raise an ImportError naming the extra to install when ``module`` is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"this config needs {module}, which is not installed: pip install "
+            f"'darling[{EXTRAS.get(module, module)}]'"
+        )
+
+
+def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``None`` -> fresh run (refused if ``run_dir`` already holds checkpoints, so nothing is
+    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; else an existing file."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path is None:
+        if last.exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a run ({last}). Pass ckpt_path=last to resume it, or "
+                "run_name=<new name> to start another"
+            )
+        return None
+    path = last if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated (not a torch zip archive); resume from "
+            f"an earlier file in {path.parent} with ckpt_path=<file>"
+        )
+    return str(path)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before training when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(f"run directory {run_dir} is not writable: {err}") from err
+
+
+def build_engine(cfg: DictConfig) -> RolloutEngine:
+    target, options = ENGINES[cfg.rollout.engine]
+    module_name, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    sampling = SamplingSpec(**{k: cfg.rollout[k] for k in SamplingSpec.__dataclass_fields__})
+    return cls(sampling, **{k: cfg.rollout[k] for k in options})
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+    """Fit one run into ``run_dir``; returns the last logged metrics."""
+    run_dir = Path(run_dir)
+    validate(cfg)
+    check_writable(run_dir)
+    ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    datamodule = PromptDataModule(cfg.data, cfg.seed)
+    policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
+    module = DarlingModule(
+        policy=policy,
+        tokenizer=tokenizer,
+        classifier=instantiate(cfg.classifier),
+        quality_fn=instantiate(cfg.quality),
+        diversity_fn=instantiate(cfg.diversity),
+        engine=build_engine(cfg),
+        schedule=datamodule.schedule,
+        reward=cfg.reward,
+        optim=cfg.optim,
+        seed=cfg.seed,
+        system_prompt=cfg.data.system_prompt,
+    )
+    checkpoints = run_dir / "checkpoints"
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=_strategy(cfg.trainer.strategy),
+        precision=cfg.trainer.precision,
+        max_steps=cfg.trainer.max_steps,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        num_sanity_val_steps=cfg.trainer.num_sanity_val_steps,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+        logger=instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=checkpoints,
+                filename="step{step:06d}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                save_last=True,
+                save_top_k=1,
+            ),
+            CheckpointOnSigterm(checkpoints / "last.ckpt"),
+            SavePolicy(run_dir / "policy"),
+        ],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    return {k: float(v) for k, v in trainer.logged_metrics.items()}
+
+
+def _strategy(strategy: Any) -> Any:
+    if isinstance(strategy, DictConfig) and "_target_" in strategy:
+        return instantiate(strategy)
+    return strategy
+
+
+def hydra_run_dir() -> Path:
+    """The current Hydra job's output directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)

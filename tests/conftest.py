@@ -1,0 +1,39 @@
+"""Shared fixtures: Hydra configs composed in-process for tiny, fast training runs."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from darling.train.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+TINY = [
+    "model=tiny",
+    "rollout.n_per_prompt=4",
+    "rollout.max_new_tokens=6",
+    "data.prompts_per_step=2",
+    "trainer.max_steps=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.checkpoint_every_n_steps=1",
+    "classifier=answer",
+    "quality=callable",
+    "quality.path=tests.helpers:length_quality",
+]
+"""Overrides for a training run of a few seconds on the tiny model. A random model never
+answers correctly, so quality comes from a text statistic that varies within groups."""
+
+register_configs()
+
+
+@pytest.fixture
+def compose_cfg():
+    """``compose_cfg(*overrides)`` -> the composed training config."""
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose

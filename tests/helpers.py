@@ -1,0 +1,11 @@
+"""Quality functions used by the tests through `quality=callable`."""
+
+
+def raising_quality(prompts, completions, rows, **kwargs):
+    raise RuntimeError("judge exploded")
+
+
+def length_quality(prompts, completions, rows, **kwargs):
+    """A quality in [0, 1] that varies within groups even for a random model: the share of
+    distinct characters among the first ten (a deterministic function of the text)."""
+    return [len(set(c[:10])) / 10 for c in completions]

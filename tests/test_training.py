@@ -1,0 +1,135 @@
+"""Training on the tiny model: parameters move, resume is exact, bad input fails clearly."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from darling.models import load_policy
+from darling.train.run import resolve_checkpoint, train, validate
+from tests.conftest import ROOT, TINY
+
+
+def _metrics(run_dir):
+    """Rows of the CSV metrics file that hold a training step."""
+    with open(run_dir / "metrics.csv") as f:
+        return [row for row in csv.DictReader(f) if row.get("reward/mean")]
+
+
+def test_two_steps_change_the_parameters(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY)
+    train(cfg, tmp_path)
+    initial, _ = load_policy(cfg.model, seed=cfg.seed)
+    trained = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    changed = [
+        name
+        for name, p in initial.state_dict().items()
+        if not torch.equal(p, trained["state_dict"][f"policy.{name}"])
+    ]
+    assert changed, "no parameter changed after two training steps"
+    assert trained["darling"]["rollout_step"] == 2 and trained["global_step"] == 2
+    metrics = _metrics(tmp_path)
+    assert len(metrics) == 2
+    for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total",
+                "rollout/tokens_per_s", "time/generate"):
+        assert key in metrics[0]
+    assert (tmp_path / "policy" / "model.safetensors").is_file()
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_resume_is_exact(compose_cfg, tmp_path):
+    straight = tmp_path / "straight"
+    train(compose_cfg(*TINY, "trainer.max_steps=4"), straight)
+    resumed = tmp_path / "resumed"
+    train(compose_cfg(*TINY, "trainer.max_steps=2"), resumed)
+    train(compose_cfg(*TINY, "trainer.max_steps=4", "ckpt_path=last"), resumed)
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 4
+    assert b["darling"]["rollout_step"] == 4
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+    state_a = a["optimizer_states"][0]["state"]
+    state_b = b["optimizer_states"][0]["state"]
+    for key in state_a:
+        assert torch.equal(state_a[key]["exp_avg"], state_b[key]["exp_avg"])
+    cols = ["reward/mean", "loss/total", "diversity/classes_per_group", "rollout/step"]
+    assert [[r[c] for c in cols] for r in _metrics(straight)] == [
+        [r[c] for c in cols] for r in _metrics(resumed)
+    ]
+
+
+def test_fresh_run_refuses_to_overwrite(compose_cfg, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="ckpt_path=last"):
+        resolve_checkpoint(None, tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resolve_checkpoint("missing.ckpt", tmp_path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="last.ckpt"):
+        train(compose_cfg(*TINY, "ckpt_path=last"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("reward.diversity_weight=1.5", "reward.diversity_weight"),
+        ("reward.fusion=sum", "reward.fusion"),
+        ("rollout.temperature=0", "rollout.temperature"),
+        ("optim.mini_batches=100", "optim.mini_batches"),
+    ],
+)
+def test_invalid_values_name_the_key(compose_cfg, override, message):
+    with pytest.raises(ValueError, match=message):
+        validate(compose_cfg(*TINY, override))
+
+
+def test_typo_in_a_key_fails_at_compose(compose_cfg):
+    with pytest.raises(Exception, match="diversity_wieght"):
+        compose_cfg("reward.diversity_wieght=0.5")
+
+
+def test_missing_extra_is_named(compose_cfg):
+    cfg = compose_cfg(*TINY, "rollout=vllm")
+    if pytest.importorskip("importlib.util").find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(ImportError, match=r"darling\[gpu\]"):
+        validate(cfg)
+
+
+def test_single_rollout_per_prompt_warns(compose_cfg, caplog):
+    validate(compose_cfg(*TINY, "rollout.n_per_prompt=1"))
+    assert "advantage is 0" in caplog.text or "advantages" in caplog.text
+
+
+def test_failing_quality_function_is_reported(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY, "quality.path=tests.helpers:raising_quality")
+    with pytest.raises(Exception, match="raising_quality"):
+        train(cfg, tmp_path)
+
+
+def test_unknown_model_source(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY)
+    with open_dict(cfg):
+        cfg.model.source = "nope"
+    with pytest.raises(ValueError, match="model.source"):
+        train(cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_train_py_subprocess(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "train.py", *TINY, "trainer.max_steps=1", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "metrics.csv").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

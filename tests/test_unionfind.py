@@ -1,0 +1,85 @@
+"""Union-find partition: closure, groups never merge, permutation and relabelling invariance."""
+
+import numpy as np
+import pytest
+
+from darling.diversity import class_diversity
+from darling.partition.base import PairClassifier
+from darling.partition.unionfind import partition, union_find_labels, within_group_pairs
+
+
+class FirstWordClassifier(PairClassifier):
+    """Test stub: equivalent iff the first words match (long texts bypass the short rule)."""
+
+    backend = "first_word_test"
+    threshold_ = 0.5
+
+    def __init__(self):
+        self.calls = 0
+
+    def _score_indexed(self, texts, index_pairs):
+        self.calls += 1
+        return np.array([float(texts[i].split()[0] == texts[j].split()[0]) for i, j in index_pairs])
+
+
+def long(word: str, tag: int) -> str:
+    return f"{word} " + " ".join(f"filler{tag}_{k}" for k in range(8))
+
+
+def test_union_find_transitive_closure():
+    # a~b, b~c puts a, b, c together even though a !~ c
+    assert union_find_labels(5, np.array([[0, 1], [1, 2], [3, 4]])).tolist() == [0, 0, 0, 1, 1]
+
+
+def test_within_group_pairs_counts():
+    pairs = within_group_pairs(["x", "y", "x", "x", "z"])
+    assert len(pairs) == 3  # group x has 3 members -> 3 pairs; y and z none
+    assert {tuple(p) for p in pairs.tolist()} == {(0, 2), (0, 3), (2, 3)}
+
+
+def test_partition_never_crosses_groups_and_scores_once():
+    clf = FirstWordClassifier()
+    texts = [long("apple", 0), long("apple", 1), long("apple", 2), long("pear", 3)]
+    labels, metrics = partition(texts, [0, 0, 1, 1], clf)
+    assert clf.calls == 1  # one batched call for the whole batch
+    assert labels[0] == labels[1] and labels[1] != labels[2] and labels[2] != labels[3]
+    assert metrics["pairs"] == 2
+
+
+def test_short_answer_rule_before_model():
+    clf = FirstWordClassifier()
+    labels, _ = partition(["Lima", "lima.", "Quito"], ["g"] * 3, clf)
+    assert clf.calls == 0 and labels.tolist() == [0, 0, 1]
+
+
+def test_permutation_and_relabelling_invariance():
+    rng = np.random.default_rng(0)
+    words = ["apple", "pear", "fig"]
+    texts = [long(words[rng.integers(3)], k) for k in range(12)]
+    gids = [k // 4 for k in range(12)]
+    labels, _ = partition(texts, gids, FirstWordClassifier())
+    div = class_diversity(labels, gids)
+    perm = rng.permutation(12)
+    relabel = {0: "zeta", 1: "alpha", 2: "mid"}
+    labels_p, _ = partition(
+        [texts[i] for i in perm], [relabel[gids[i]] for i in perm], FirstWordClassifier()
+    )
+    np.testing.assert_allclose(class_diversity(labels_p, [relabel[gids[i]] for i in perm]),
+                               div[perm])
+
+
+def test_partition_length_mismatch_and_nan():
+    with pytest.raises(ValueError, match="group_ids"):
+        partition(["a", "b"], [0], FirstWordClassifier())
+
+    class NaNClassifier(FirstWordClassifier):
+        def _score_indexed(self, texts, index_pairs):
+            return np.full(len(index_pairs), np.nan)
+
+    with pytest.raises(ValueError, match="NaN"):
+        partition([long("a", 0), long("b", 1)], [0, 0], NaNClassifier())
+
+
+def test_group_of_one_and_empty_texts():
+    labels, metrics = partition(["", "   ", "ok"], [0, 1, 1], FirstWordClassifier())
+    assert labels.tolist() == [0, 1, 2] and metrics["pairs"] == 1

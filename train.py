@@ -1,0 +1,18 @@
+"""Train a policy with DARLING. `python train.py` runs the offline CPU default; see README."""
+
+import hydra
+from omegaconf import DictConfig
+
+from darling.train.config import register_configs
+from darling.train.run import hydra_run_dir, train
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    train(cfg, hydra_run_dir())
+
+
+if __name__ == "__main__":
+    main()
