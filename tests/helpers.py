@@ -9,3 +9,8 @@ def length_quality(prompts, completions, rows, **kwargs):
     """A quality in [0, 1] that varies within groups even for a random model: the share of
     distinct characters among the first ten (a deterministic function of the text)."""
     return [len(set(c[:10])) / 10 for c in completions]
+
+
+def flaky_judge(prompts, completions, rows, **kwargs):
+    """A judge on 1..10 that fails (None) on every other row."""
+    return [None if i % 2 else 1.0 + len(c) % 10 for i, c in enumerate(completions)]

@@ -22,7 +22,7 @@ import torch
 from darling.advantages import group_advantages
 from darling.diversity import class_metrics
 from darling.logprobs import response_logprobs
-from darling.losses import k3_kl, ppo_clip_loss
+from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
 from darling.partition.unionfind import partition
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
@@ -100,7 +100,7 @@ class DarlingModule(L.LightningModule):
         token_mask = rollouts.response_mask.clone()
         token_mask[np.setdiff1d(np.arange(len(quality)), keep)] = 0
         with timer("update"):
-            loss_metrics = self._update(rollouts, advantages.to(self.device), token_mask)
+            loss_metrics, logp_mean = self._update(rollouts, advantages.to(self.device), token_mask)
         self.engine.sync()
         self.rollout_step += 1
 
@@ -120,6 +120,7 @@ class DarlingModule(L.LightningModule):
             "rollout/response_len_mean": tokens / max(len(rollouts.texts), 1),
             "rollout/tokens_per_s": tokens / max(timer.seconds["generate"], 1e-9),
             "rollout/step": float(self.rollout_step),
+            "rollout/logp_mean": logp_mean,
         }
         self.log_dict(metrics, on_step=True, sync_dist=world > 1, batch_size=len(texts))
         for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total"):
@@ -127,8 +128,10 @@ class DarlingModule(L.LightningModule):
 
     def _update(
         self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
-    ) -> dict[str, float]:
-        """``ppo_epochs x mini_batches`` optimiser steps on one rollout batch."""
+    ) -> tuple[dict[str, float], float]:
+        """``ppo_epochs x mini_batches`` optimiser steps on one rollout batch. Returns the mean
+        loss metrics and the token-mean log-probability of the sampled responses before the
+        update (minus an entropy estimate: it rises as the policy sharpens)."""
         spec, opt = self.optim_spec, self.optimizers()
         ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
         mask, start = token_mask.to(self.device), rollouts.response_start
@@ -151,7 +154,9 @@ class DarlingModule(L.LightningModule):
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 updates += 1
-        return {k: v / updates for k, v in sums.items()}
+        return {k: v / updates for k, v in sums.items()}, float(
+            masked_token_mean(logp_old, mask)
+        )
 
     def _minibatch_step(
         self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref

@@ -1,0 +1,1 @@
+"""Evaluation: sample k responses per prompt, score, partition, and report (``evaluate.py``)."""

@@ -1,0 +1,144 @@
+"""Compare evaluated runs: one row per arm (reward, diversity weight), mean and 95% interval over
+seeds, plus pass@k, quality-versus-distinct and training-curve plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
+
+TRAINING_CURVES = ("reward/quality_mean", "diversity/classes_per_group", "rollout/logp_mean")
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """``(mean, half-width)`` of a Student-t interval; half-width 0 for a single value.
+
+    >>> mean_interval([1.0, 2.0, 3.0])[0]
+    2.0
+    """
+    from scipy import stats
+
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    if len(x) == 1:
+        return float(x[0]), 0.0
+    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(half)
+
+
+def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
+    """Every ``metrics.json`` written by ``evaluate.py`` at or under ``paths``."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"compare: {path} does not exist")
+        found += [path] if path.is_file() else sorted(path.rglob("metrics.json"))
+    found = [p for p in found if p.parent.name != "comparison"]
+    if not found:
+        raise FileNotFoundError(
+            f"compare: no metrics.json under {list(map(str, paths))}; run evaluate.py on each "
+            "run first"
+        )
+    return found
+
+
+def arm_of(run: dict[str, Any]) -> str:
+    """The arm a run belongs to: ``base`` or ``<reward> w=<weight>``."""
+    if run.get("source") == "base":
+        return f"base {run.get('model', '')}".strip()
+    return f"{run['reward']} w={run['diversity_weight']:g}"
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``arm -> metric -> (mean, half-width, seeds)`` over the records of each arm."""
+    by_arm: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for record in records:
+        by_arm[arm_of(record["run"])].append(record["metrics"])
+    table: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for arm, metrics in by_arm.items():
+        keys = list(dict.fromkeys(k for m in metrics for k in m))
+        table[arm] = {
+            k: (*mean_interval([m.get(k, float("nan")) for m in metrics]), len(metrics))
+            for k in keys
+        }
+    return table
+
+
+def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Write ``comparison.csv``, ``comparison.md`` and the plots into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [json.loads(p.read_text()) for p in find_metrics(paths)]
+    table = summarize(records)
+    columns = ["quality_mean", "pass@1", "correct_distinct@k", "distinct@k", "distinct_4",
+               "embedding_distance", "vendi", "response_words_mean"]
+    columns += sorted({k for arm in table.values() for k in arm if k.startswith("pass@")} - {
+        "pass@1"}, key=lambda k: int(k.split("@")[1]))
+    columns = [c for c in columns if any(c in arm for arm in table.values())]
+    with (out_dir / "comparison.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arm", "seeds", *[f"{c}{s}" for c in columns for s in ("", "_ci95")]])
+        for arm, metrics in table.items():
+            seeds = max(v[2] for v in metrics.values())
+            writer.writerow([arm, seeds, *[x for c in columns for x in metrics.get(
+                c, (float("nan"), float("nan"), 0))[:2]]])
+    lines = ["| arm | seeds | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for arm, metrics in table.items():
+        cells = [
+            f"{metrics[c][0]:.3f} ± {metrics[c][1]:.3f}" if c in metrics else "-" for c in columns
+        ]
+        seeds = max(v[2] for v in metrics.values())
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
+    (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
+
+    curves = {
+        arm: {int(k.split("@")[1]): v[:2] for k, v in metrics.items() if k.startswith("pass@")}
+        for arm, metrics in table.items()
+    }
+    if any(curves.values()):
+        plot_pass_at_k({a: c for a, c in curves.items() if c}, out_dir / "pass_at_k.png")
+    x_key = "correct_distinct@k" if any("correct_distinct@k" in m for m in table.values()) \
+        else "distinct@k"
+    plot_quality_vs_distinct(
+        [(arm, *m[x_key][:2], *m["quality_mean"][:2]) for arm, m in table.items()],
+        out_dir / "quality_vs_distinct.png",
+        x_label=x_key,
+    )
+    curves_by_metric = training_curves(records)
+    if curves_by_metric:
+        plot_training_curves(curves_by_metric, out_dir / "training_curves.png")
+    return {"arms": table, "out_dir": str(out_dir)}
+
+
+def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]]:
+    """Per-step mean and 95% interval over seeds of each arm's training metrics (metrics.csv)."""
+    per_arm: dict[str, list[dict[str, dict[int, float]]]] = defaultdict(list)
+    for record in records:
+        run_dir = record["run"].get("run_dir")
+        if not run_dir or not (Path(run_dir) / "metrics.csv").is_file():
+            continue
+        with (Path(run_dir) / "metrics.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        per_arm[arm_of(record["run"])].append({
+            metric: {int(r["step"]): float(r[metric]) for r in rows if r.get(metric)}
+            for metric in TRAINING_CURVES
+        })
+    series: dict[str, dict[str, tuple]] = defaultdict(dict)
+    for arm, runs in per_arm.items():
+        for metric in TRAINING_CURVES:
+            steps = sorted(set.intersection(*(set(r[metric]) for r in runs)))
+            if not steps:
+                continue
+            stats = [mean_interval([r[metric][s] for r in runs]) for s in steps]
+            series[metric][arm] = (steps, [m for m, _ in stats], [h for _, h in stats])
+    return dict(series)

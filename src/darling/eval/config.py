@@ -1,0 +1,68 @@
+"""Schema and output location of an evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from darling.models.loading import ModelSpec
+from darling.train.config import DataSpec, RolloutSpec
+
+
+@dataclass
+class EvalSpec:
+    """What to measure."""
+
+    k: int = 16
+    """Samples per prompt (pass@k for k = 1, 2, 4, ..., k)."""
+    ks: list[int] | None = None
+    """Explicit k values (each <= k); default powers of two up to k."""
+    max_prompts: int | None = None
+    prompts_per_batch: int = 4
+    utility: bool = False
+    """NoveltyBench utility@k; needs quality scores on 1..10 (a judge)."""
+    embedder: Any = None
+    """Sentence embedder for embedding distance and Vendi (None: skip)."""
+    out_dir: str = MISSING
+
+
+@dataclass
+class EvaluateConfig:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    quality: Any = MISSING
+    classifier: Any = MISSING
+    logger: Any = None
+    ckpt: str | None = None
+    """A run directory (runs/<name>), its policy/ folder or a .ckpt file; None: the base model."""
+    compare: list[str] | None = None
+    """Instead of evaluating: compare the metrics.json files found under these paths."""
+    seed: int = 0
+
+
+def default_eval_dir(
+    ckpt: str | None, model_name: str, k: int, seed: int, compare: Any = None
+) -> str:
+    """``<run dir>/eval-k<k>-seed<seed>`` for a checkpoint, ``evals/<model>-base-...`` for the
+    base model, ``<first compared path>/comparison`` when comparing."""
+    if compare:
+        return str(Path(str(compare[0])) / "comparison")
+    if ckpt:
+        path = Path(ckpt)
+        run_dir = path.parent.parent if path.is_file() else (
+            path.parent if path.name == "policy" else path
+        )
+        return str(run_dir / f"eval-k{k}-seed{seed}")
+    return f"evals/{model_name}-base-k{k}-seed{seed}"
+
+
+def register_eval_configs() -> None:
+    ConfigStore.instance().store(name="darling_eval_schema", node=EvaluateConfig)
+    if not OmegaConf.has_resolver("darling_eval_dir"):
+        OmegaConf.register_new_resolver("darling_eval_dir", default_eval_dir)

@@ -1,0 +1,76 @@
+"""Comparison plots (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_pass_at_k(
+    curves: Mapping[str, Mapping[int, tuple[float, float]]], path: str | Path, title: str = ""
+) -> Path:
+    """One line per run/arm: ``curves[name][k] = (mean, half_width)``; log2 k axis."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        means = [curve[k][0] for k in ks]
+        errs = [curve[k][1] for k in ks]
+        ax.errorbar(ks, means, yerr=errs, marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k")
+    ax.set_title(title or "pass@k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_quality_vs_distinct(
+    points: Sequence[tuple[str, float, float, float, float]],
+    path: str | Path,
+    x_label: str = "distinct@k",
+    y_label: str = "mean quality",
+) -> Path:
+    """One point per run/arm: ``(name, x, x_half_width, y, y_half_width)``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, x, xerr, y, yerr in points:
+        ax.errorbar([x], [y], xerr=[xerr], yerr=[yerr], marker="o", capsize=3, label=name)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training_curves(
+    series: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
+    path: str | Path,
+) -> Path:
+    """One panel per metric, one line per arm: ``series[metric][arm] = (steps, mean, half)``."""
+    metrics = list(series)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for arm, (steps, mean, half) in series[metric].items():
+            line = ax.plot(steps, mean, label=arm)[0]
+            lower = [m - h for m, h in zip(mean, half, strict=True)]
+            upper = [m + h for m, h in zip(mean, half, strict=True)]
+            ax.fill_between(steps, lower, upper, alpha=0.15, color=line.get_color())
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,108 @@
+"""evaluate.py: report golden values, input errors, an end-to-end run and a comparison."""
+
+import json
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from darling.eval.compare import compare, mean_interval
+from darling.eval.config import register_eval_configs
+from darling.eval.report import evaluation_report
+from darling.eval.run import evaluate, find_run
+from darling.train.run import train
+from tests.conftest import CONF, TINY
+
+register_eval_configs()
+
+EVAL_TINY = [
+    "model=tiny",
+    "classifier=answer",
+    "eval.k=4",
+    "eval.max_prompts=3",
+    "eval.embedder=null",
+    "rollout.max_new_tokens=5",
+]
+
+
+def compose_eval(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
+def test_report_golden():
+    # prompt a: 4 samples, classes {0,0,1,2}, correct [1,0,1,0] -> distinct 3, correct classes
+    #   {0, 1} -> 2; pass@1 = 2/4; pass@2 = 1 - C(2,2)/C(4,2) = 1 - 1/6
+    # prompt b: 4 samples, one class, none correct -> distinct 1, correct_distinct 0, pass 0
+    texts = ["x"] * 8
+    gids = ["a"] * 4 + ["b"] * 4
+    labels = np.array([0, 0, 1, 2, 3, 3, 3, 3])
+    correct = np.array([1, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    summary, rows = evaluation_report(texts, gids, correct.astype(float), labels, correct)
+    assert summary["distinct@k"] == 2.0
+    assert summary["correct_distinct@k"] == 1.0
+    assert summary["pass@1"] == pytest.approx((0.5 + 0) / 2)
+    assert summary["pass@2"] == pytest.approx((1 - 1 / 6) / 2)
+    assert summary["quality_mean"] == 0.25
+    assert rows[0] == {"group_id": "a", "samples": 4.0, "quality_mean": 0.5, "distinct": 3.0,
+                       "correct": 2.0, "correct_distinct": 2.0}
+
+
+def test_report_excludes_missing_quality_from_means():
+    summary, _ = evaluation_report(["a", "b"], [0, 0], np.array([1.0, np.nan]), np.array([0, 1]))
+    assert summary["quality_mean"] == 1.0 and summary["quality_missing"] == 1.0
+
+
+def test_mean_interval():
+    mean, half = mean_interval([1.0, 2.0, 3.0])
+    # t_{0.975, 2} = 4.303, s = 1, n = 3 -> 4.303 / sqrt(3) = 2.484
+    assert mean == 2.0 and half == pytest.approx(2.484, abs=1e-3)
+
+
+def test_find_run_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_run(tmp_path / "nope")
+    with pytest.raises(ValueError, match="not a darling run"):
+        find_run(tmp_path)
+
+
+def test_ks_larger_than_k_is_an_error(tmp_path):
+    cfg = compose_eval(*EVAL_TINY, "eval.ks=[1,8]")
+    with pytest.raises(ValueError, match="eval.k=4"):
+        evaluate(cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_evaluate_and_compare_runs(compose_cfg, tmp_path):
+    runs = []
+    for reward in ("grpo", "darling"):
+        run_dir = tmp_path / reward
+        train(compose_cfg(*TINY, f"reward={reward}", "trainer.max_steps=1"), run_dir)
+        runs.append(run_dir)
+    for run_dir in runs:
+        summary = evaluate(compose_eval(*EVAL_TINY, f"ckpt={run_dir}"), run_dir / "eval")
+        assert {"pass@1", "pass@4", "distinct@k", "correct_distinct@k"} <= set(summary)
+        lines = (run_dir / "eval" / "generations.jsonl").read_text().splitlines()
+        assert len(lines) == 12 and {"response", "class", "quality"} <= set(json.loads(lines[0]))
+        for name in ("metrics.json", "metrics.csv", "per_prompt.csv", "pass_at_k.png"):
+            assert (run_dir / "eval" / name).is_file(), name
+    result = compare([tmp_path], tmp_path / "comparison")
+    assert set(result["arms"]) == {"grpo w=0", "darling w=1"}
+    for name in ("comparison.csv", "comparison.md", "pass_at_k.png", "quality_vs_distinct.png",
+                 "training_curves.png"):
+        assert (tmp_path / "comparison" / name).is_file(), name
+
+
+def test_failed_quality_rows_are_counted(tmp_path):
+    cfg = compose_eval(*EVAL_TINY, "quality=callable", "quality.path=tests.helpers:flaky_judge",
+                       "data.eval_path=" + str(_open_prompts(tmp_path)))
+    summary = evaluate(cfg, tmp_path / "out")
+    assert summary["quality_missing"] == 6.0  # every other generation of 3 prompts x 4
+    assert 1.0 <= summary["quality_mean"] <= 10.0
+
+
+def _open_prompts(tmp_path):
+    path = tmp_path / "open.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Write a line about {w}."}) + "\n"
+                            for w in ("rain", "bread", "maps")))
+    return path
