@@ -26,7 +26,8 @@ from darling.train.run import build_engine
 log = logging.getLogger(__name__)
 
 EVAL_SEED_STRIDE = 7919
-"""Batch b of an evaluation with seed s samples with seed ``s * EVAL_SEED_STRIDE + b``."""
+"""Prompt i of an evaluation with seed s is sampled with seed ``s * EVAL_SEED_STRIDE + i``, so
+its samples do not depend on the batching."""
 
 
 def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
@@ -108,12 +109,11 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
 
     texts, gids, row_of = [], [], []
     batch = int(cfg.eval.prompts_per_batch)
-    for b, start in enumerate(range(0, len(rows), batch)):
+    for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
         prompts = [chat_prompt(tokenizer, r.prompt, cfg.data.system_prompt) for r in chunk]
-        rollouts = engine.generate(
-            prompts, [r.id for r in chunk], seed=cfg.seed * EVAL_SEED_STRIDE + b
-        )
+        seeds = [cfg.seed * EVAL_SEED_STRIDE + start + i for i in range(len(chunk))]
+        rollouts = engine.generate(prompts, [r.id for r in chunk], seeds=seeds)
         texts += rollouts.texts
         gids += rollouts.group_ids
         row_of += [chunk[i] for i in rollouts.prompt_index]

@@ -51,9 +51,10 @@ class RolloutEngine:
         self.model, self.tokenizer = model, tokenizer
 
     def generate(
-        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seed: int
+        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seeds: Sequence[int]
     ) -> Rollouts:
-        """Sample ``n_per_prompt`` responses to each (already chat-formatted) prompt."""
+        """Sample ``n_per_prompt`` responses to each (already chat-formatted) prompt, prompt i
+        under ``seeds[i]``."""
         raise NotImplementedError
 
     def sync(self) -> None:
@@ -74,3 +75,43 @@ def response_mask_from_eos(response_ids: torch.Tensor, eos_ids: Sequence[int]) -
         is_eos |= response_ids == eos
     eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
     return (~eos_seen_before).long()
+
+
+def assemble_rollouts(
+    prompt_ids: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[Sequence[int]]],
+    group_ids: Sequence[Hashable],
+    tokenizer,
+    eos_ids: Sequence[int],
+) -> Rollouts:
+    """Pack per-prompt token ids into one left-padded-prompt, right-padded-response batch.
+
+    ``prompt_ids[i]``: the tokens of prompt i; ``responses[i]``: its sampled responses (token
+    lists, possibly padded after EOS). The response mask stops after the first EOS and at each
+    response's own length.
+    """
+    pad = tokenizer.pad_token_id
+    width = max(len(p) for p in prompt_ids)
+    flat = [(i, list(r)) for i, group in enumerate(responses) for r in group]
+    length = max(1, max(len(r) for _, r in flat))
+    response_ids = torch.tensor([r + [pad] * (length - len(r)) for _, r in flat])
+    within = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for _, r in flat])
+    response_mask = response_mask_from_eos(response_ids, eos_ids) * within
+    prompt_index = [i for i, _ in flat]
+    prompts = torch.tensor([[pad] * (width - len(prompt_ids[i])) + list(prompt_ids[i])
+                            for i in prompt_index])
+    prompt_mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i])
+                                for i in prompt_index])
+    texts = [
+        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True).strip()
+        for ids, mask in zip(response_ids, response_mask, strict=True)
+    ]
+    return Rollouts(
+        texts=texts,
+        group_ids=[group_ids[i] for i in prompt_index],
+        prompt_index=prompt_index,
+        input_ids=torch.cat([prompts, response_ids], dim=1),
+        attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
+        response_mask=response_mask,
+        response_start=width,
+    )

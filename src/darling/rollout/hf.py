@@ -6,58 +6,49 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
-from darling.rollout.base import RolloutEngine, Rollouts, response_mask_from_eos
+from darling.rollout.base import RolloutEngine, Rollouts, assemble_rollouts
 
 
 class HFRollout(RolloutEngine):
-    """Samples from the live policy, so there are no weights to sync."""
+    """Samples from the live policy, so there are no weights to sync.
+
+    Each prompt is sampled in its own ``generate`` call under its own seed, so a group's
+    rollouts do not depend on which other prompts share the batch (or the process).
+    """
 
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seed: int
+        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seeds: Sequence[int]
     ) -> Rollouts:
-        n = self.sampling.n_per_prompt
-        tok = self.tokenizer
+        n, tok = self.sampling.n_per_prompt, self.tokenizer
         device = next(self.model.parameters()).device
-        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(device) for k, v in enc.items()}
         was_training = self.model.training
         self.model.eval()
-        torch.manual_seed(seed)
-        out = self.model.generate(
-            **enc,
-            do_sample=True,
-            temperature=self.sampling.temperature,
-            top_p=self.sampling.top_p,
-            top_k=0,
-            max_new_tokens=self.sampling.max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tok.pad_token_id,
-        )  # (N, P + T)
+        prompt_ids, responses = [], []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            torch.manual_seed(seed)
+            out = self.model.generate(
+                input_ids=ids.to(device),
+                attention_mask=torch.ones_like(ids, device=device),
+                do_sample=True,
+                temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p,
+                top_k=0,
+                max_new_tokens=self.sampling.max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=tok.pad_token_id,
+            )  # (n, P_i + T_i)
+            prompt_ids.append(ids[0].tolist())
+            responses.append([row.tolist() for row in out[:, ids.shape[1] :].cpu()])
         self.model.train(was_training)
-        start = enc["input_ids"].shape[1]
-        response_ids = out[:, start:]
-        response_mask = response_mask_from_eos(response_ids, _eos_ids(self.model, tok))
-        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
-        attention_mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)
-        texts = [
-            tok.decode(ids[mask.bool()], skip_special_tokens=True).strip()
-            for ids, mask in zip(response_ids, response_mask, strict=True)
-        ]
-        prompt_index = [i for i in range(len(prompts)) for _ in range(n)]
-        return Rollouts(
-            texts=texts,
-            group_ids=[group_ids[i] for i in prompt_index],
-            prompt_index=prompt_index,
-            input_ids=out,
-            attention_mask=attention_mask,
-            response_mask=response_mask,
-            response_start=start,
+        return assemble_rollouts(
+            prompt_ids, responses, group_ids, tok, _eos_ids(self.model, tok)
         )
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = eos if isinstance(eos, list) else [eos]
+    ids = list(eos) if isinstance(eos, list) else [eos]
     ids.append(tokenizer.eos_token_id)
     return sorted({int(i) for i in ids if i is not None})

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, response_mask_from_eos
+from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
 
 
 class VLLMRollout(RolloutEngine):
@@ -46,58 +46,31 @@ class VLLMRollout(RolloutEngine):
         self.sync()
 
     def generate(
-        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seed: int
+        self, prompts: Sequence[str], group_ids: Sequence[Hashable], seeds: Sequence[int]
     ) -> Rollouts:
         from vllm import SamplingParams
 
-        n, tok = self.sampling.n_per_prompt, self.tokenizer
+        tok = self.tokenizer
         if self.enable_sleep_mode:
             self.llm.wake_up()
-        params = SamplingParams(
-            n=n,
-            temperature=self.sampling.temperature,
-            top_p=self.sampling.top_p,
-            max_tokens=self.sampling.max_new_tokens,
-            seed=seed,
-        )
+        params = [
+            SamplingParams(
+                n=self.sampling.n_per_prompt,
+                temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p,
+                max_tokens=self.sampling.max_new_tokens,
+                seed=seed,
+            )
+            for seed in seeds
+        ]
         prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         outputs = self.llm.generate(
             [{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False
         )
         if self.enable_sleep_mode:
             self.llm.sleep(level=1)
-        width = max(len(ids) for ids in prompt_ids)
-        rows, responses, prompt_index = [], [], []
-        for i, out in enumerate(outputs):
-            for completion in out.outputs:
-                rows.append([tok.pad_token_id] * (width - len(prompt_ids[i])) + prompt_ids[i])
-                responses.append(list(completion.token_ids))
-                prompt_index.append(i)
-        length = max(1, max(len(r) for r in responses))
-        response_ids = torch.tensor(
-            [r + [tok.pad_token_id] * (length - len(r)) for r in responses]
-        )
-        eos = [tok.eos_token_id]
-        response_mask = response_mask_from_eos(response_ids, eos)
-        response_mask &= torch.tensor(
-            [[1] * len(r) + [0] * (length - len(r)) for r in responses]
-        )
-        prompt_mask = torch.tensor(
-            [[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in prompt_index]
-        )
-        texts = [
-            tok.decode(ids[mask.bool()], skip_special_tokens=True).strip()
-            for ids, mask in zip(response_ids, response_mask, strict=True)
-        ]
-        return Rollouts(
-            texts=texts,
-            group_ids=[group_ids[i] for i in prompt_index],
-            prompt_index=prompt_index,
-            input_ids=torch.cat([torch.tensor(rows), response_ids], dim=1),
-            attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
-            response_mask=response_mask,
-            response_start=width,
-        )
+        responses = [[list(c.token_ids) for c in out.outputs] for out in outputs]
+        return assemble_rollouts(prompt_ids, responses, group_ids, tok, [tok.eos_token_id])
 
     @torch.no_grad()
     def sync(self) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import signal
 from pathlib import Path
 
 import lightning as L
@@ -32,26 +32,42 @@ class SavePolicy(L.Callback):
 
 
 class CheckpointOnSigterm(L.Callback):
-    """On SIGTERM (SLURM preemption, ``kill``), finish the current step, save ``last.ckpt`` and
-    stop; ``python train.py ... ckpt_path=last`` then continues from that step."""
+    """On SIGTERM (SLURM preemption, ``kill``), save ``last.ckpt`` once the current step ends.
+
+    Lightning's own handler records the signal (``trainer.received_sigterm``, broadcast to every
+    rank) and exits after the step; this callback writes the checkpoint first (atomically: Lightning
+    writes through an fsspec transaction), so ``ckpt_path=last`` resumes from that very step.
+    """
 
     def __init__(self, checkpoint_path: str | Path):
         self.checkpoint_path = Path(checkpoint_path)
-        self._requested = False
-        self._previous = None
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._previous = signal.signal(signal.SIGTERM, self._request)
-
-    def _request(self, signum, frame) -> None:
-        self._requested = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._requested:
-            log.warning("SIGTERM: saving %s and stopping", self.checkpoint_path)
+        if trainer.received_sigterm:
+            log.warning("SIGTERM: saving %s before exiting", self.checkpoint_path)
             trainer.save_checkpoint(self.checkpoint_path)
-            trainer.should_stop = True
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+
+class RolloutLog(L.Callback):
+    """Append every rollout (response, quality, class, diversity, reward, advantage) to
+    ``<run dir>/rollouts/rank<r>.jsonl``; on resume, rows of redone steps are dropped first."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._started = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        records = (outputs or {}).get("rollouts")
+        if not records:
+            return
+        path = self.directory / f"rank{trainer.global_rank}.jsonl"
+        if not self._started:
+            self._started = True
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                first = records[0]["step"]
+                kept = [line for line in path.read_text().splitlines()
+                        if json.loads(line)["step"] < first]
+                path.write_text("".join(line + "\n" for line in kept))
+        with path.open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)

@@ -126,7 +126,8 @@ class TrainConfig:
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
     checkpoint; or a path to a checkpoint file."""
-    eval: Any = None
+    log_rollouts: bool = True
+    """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
 
 
 def register_configs() -> None:

@@ -32,8 +32,9 @@ from darling.train.data import PromptSchedule, chat_prompt
 log = logging.getLogger(__name__)
 
 SEED_STRIDE = 1_000_003
-"""Step seeds are ``seed * SEED_STRIDE + step * world_size + rank``: distinct across steps and
-ranks, and a function of (seed, step, rank) only, so a resumed run samples the same rollouts."""
+"""Group g (its global prompt-stream position) is sampled with seed ``seed * SEED_STRIDE + g``:
+a function of the run seed and the group only, so neither resuming nor changing the number of
+processes changes a group's rollouts."""
 
 
 class DarlingModule(L.LightningModule):
@@ -67,17 +68,17 @@ class DarlingModule(L.LightningModule):
         return self._frozen[0]
 
     # -- the algorithm -----------------------------------------------------------------------
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         timer = _Timer()
-        world, rank = self.trainer.world_size, self.global_rank
-        scheduled = self.schedule.rows_for_step(self.rollout_step, rank, world)
+        step, world, rank = self.rollout_step, self.trainer.world_size, self.global_rank
+        scheduled = self.schedule.rows_for_step(step, rank, world)
         group_ids = [gid for gid, _ in scheduled]
         rows = [row for _, row in scheduled]
         prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
 
         with timer("generate"):
             rollouts = self.engine.generate(
-                prompts, group_ids, seed=self.seed * SEED_STRIDE + self.rollout_step * world + rank
+                prompts, group_ids, seeds=[self.seed * SEED_STRIDE + g for g in group_ids]
             )
         with timer("quality"):
             quality, quality_metrics = score_quality(
@@ -100,10 +101,15 @@ class DarlingModule(L.LightningModule):
         token_mask = rollouts.response_mask.clone()
         token_mask[np.setdiff1d(np.arange(len(quality)), keep)] = 0
         with timer("update"):
-            loss_metrics, logp_mean = self._update(rollouts, advantages.to(self.device), token_mask)
+            loss_metrics, logp_mean = self._update(
+                rollouts, advantages.to(self.device), token_mask
+            )
         self.engine.sync()
-        self.rollout_step += 1
+        self.rollout_step = step + 1
 
+        records = _rollout_records(
+            step, rows, rollouts, quality, keep, labels, diversity, rewards, advantages
+        )
         tokens = rollouts.num_tokens
         metrics = {
             **_prefixed("reward", {**reward_metrics, **quality_metrics}),
@@ -119,12 +125,13 @@ class DarlingModule(L.LightningModule):
             "rollout/tokens": float(tokens),
             "rollout/response_len_mean": tokens / max(len(rollouts.texts), 1),
             "rollout/tokens_per_s": tokens / max(timer.seconds["generate"], 1e-9),
-            "rollout/step": float(self.rollout_step),
+            "rollout/step": float(step + 1),
             "rollout/logp_mean": logp_mean,
         }
         self.log_dict(metrics, on_step=True, sync_dist=world > 1, batch_size=len(texts))
         for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total"):
             self.log(key.split("/")[-1], metrics[key], prog_bar=True, logger=False)
+        return {"rollouts": records}
 
     def _update(
         self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
@@ -163,7 +170,13 @@ class DarlingModule(L.LightningModule):
     ) -> dict[str, float]:
         spec = self.optim_spec
         micro = spec.micro_batch_size or len(mb)
-        mb_tokens = float(mask[mb].sum().clamp_min(1))
+        # Token-mean over the mini-batch of *all* processes: DDP averages gradients over ranks,
+        # so each rank weights its loss by world_size * local tokens / global tokens.
+        world = self.trainer.world_size
+        global_tokens = self.trainer.strategy.reduce(
+            mask[mb].sum().to(torch.float32), reduce_op="sum"
+        )
+        mb_tokens = float(global_tokens.clamp_min(1)) / world
         stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
         opt.zero_grad()
         for chunk in np.array_split(mb, max(1, -(-len(mb) // micro))):
@@ -232,6 +245,29 @@ class DarlingModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.rollout_step = int(checkpoint["darling"]["rollout_step"])
+
+
+def _rollout_records(
+    step, rows, rollouts, quality, keep, labels, diversity, rewards, advantages
+) -> list[dict[str, Any]]:
+    """One JSON-ready record per rollout of the step (excluded rows carry nulls)."""
+    position = {int(i): j for j, i in enumerate(keep)}
+    records = []
+    for i, text in enumerate(rollouts.texts):
+        j = position.get(i)
+        row = rows[rollouts.prompt_index[i]]
+        records.append({
+            "step": step,
+            "group_id": rollouts.group_ids[i],
+            "prompt_id": row.id,
+            "response": text,
+            "quality": None if j is None else float(quality[i]),
+            "class": None if j is None else int(labels[j]),
+            "diversity": None if j is None else float(diversity[j]),
+            "reward": None if j is None else float(rewards[j]),
+            "advantage": float(advantages[i]),
+        })
+    return records
 
 
 def _prefixed(namespace: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.loading import load_policy
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
 from darling.rollout.base import RolloutEngine, SamplingSpec
-from darling.train.callbacks import CheckpointOnSigterm, SavePolicy
+from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
 from darling.train.data import PromptDataModule
 from darling.train.module import DarlingModule
 
@@ -177,9 +177,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
                 save_last=True,
                 save_top_k=1,
+                enable_version_counter=False,
             ),
             CheckpointOnSigterm(checkpoints / "last.ckpt"),
             SavePolicy(run_dir / "policy"),
+            *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
         ],
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
