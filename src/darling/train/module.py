@@ -55,6 +55,7 @@ class DarlingModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.classifier = policy, tokenizer, classifier
+        self.policy.train()  # from_pretrained returns eval mode; generation toggles it itself
         self.quality_fn, self.diversity_fn, self.engine = quality_fn, diversity_fn, engine
         self.schedule, self.reward_spec, self.optim_spec = schedule, reward, optim
         self.seed, self.system_prompt = seed, system_prompt
