@@ -37,6 +37,15 @@ a function of the run seed and the group only, so neither resuming nor changing 
 processes changes a group's rollouts."""
 
 
+PROGRESS_BAR = {
+    "quality": "reward/quality_mean",
+    "reward": "reward/mean",
+    "classes": "diversity/classes_per_group",
+    "loss": "loss/total",
+}
+"""Progress-bar name -> logged metric shown next to it."""
+
+
 class DarlingModule(L.LightningModule):
     def __init__(
         self,
@@ -130,8 +139,8 @@ class DarlingModule(L.LightningModule):
             "rollout/logp_mean": logp_mean,
         }
         self.log_dict(metrics, on_step=True, sync_dist=world > 1, batch_size=len(texts))
-        for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total"):
-            self.log(key.split("/")[-1], metrics[key], prog_bar=True, logger=False)
+        for short, key in PROGRESS_BAR.items():
+            self.log(short, metrics[key], prog_bar=True, logger=False)
         return {"rollouts": records}
 
     def _update(

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The reward comparison of docs/results.md, end to end: train five arms x three seeds on the
+# built-in training prompts, evaluate every final policy and the base model on the held-out
+# prompts (k = 16), then compare. Extra arguments go to every train and evaluate call, e.g.
+#   bash sweeps/run_experiment.sh                    # the study (about 2 hours on 2 CPU cores)
+#   bash sweeps/run_experiment.sh model=tiny trainer.max_steps=1 rollout.max_new_tokens=4 \
+#        classifier=answer                           # a smoke test of the pipeline
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=${EXPERIMENT_DIR:-multirun/experiment}
+EVAL_K=${EVAL_K:-16}
+
+train_args=() eval_args=()
+for arg in "$@"; do
+  case "$arg" in
+    trainer.*|rollout.n_per_prompt=*|reward*|optim.*|data.prompts_per_step=*) train_args+=("$arg") ;;
+    eval.*) eval_args+=("$arg") ;;
+    *) train_args+=("$arg"); eval_args+=("$arg") ;;
+  esac
+done
+
+"$PY" train.py -m --config-dir sweeps --config-name experiment "hydra.sweep.dir=$OUT" \
+  "${train_args[@]}"
+for run in "$OUT"/*/; do
+  [ -f "$run/config.yaml" ] || continue
+  "$PY" evaluate.py "ckpt=$run" "eval.k=$EVAL_K" "${eval_args[@]}"
+done
+"$PY" evaluate.py "eval.k=$EVAL_K" "eval.out_dir=$OUT/base" "${eval_args[@]}"
+"$PY" evaluate.py "compare=[$OUT]" "eval.out_dir=$OUT/comparison"
+echo "comparison written to $OUT/comparison"
