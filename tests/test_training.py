@@ -133,3 +133,8 @@ def test_train_py_subprocess(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "metrics.csv").is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_unknown_model_name_lists_the_options(compose_cfg):
+    with pytest.raises(Exception, match="smollm2_135m"):
+        compose_cfg("model=llama_nope")

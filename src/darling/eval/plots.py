@@ -22,15 +22,8 @@ def plot_pass_at_k(
         errs = [curve[k][1] for k in ks]
         ax.errorbar(ks, means, yerr=errs, marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k")
     ax.set_title(title or "pass@k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path, "k", "pass@k")
 
 
 def plot_quality_vs_distinct(
@@ -43,14 +36,7 @@ def plot_quality_vs_distinct(
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, x, xerr, y, yerr in points:
         ax.errorbar([x], [y], xerr=[xerr], yerr=[yerr], marker="o", capsize=3, label=name)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path, x_label, y_label)
 
 
 def plot_training_curves(
@@ -72,5 +58,17 @@ def plot_training_curves(
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _save(fig, ax, path: str | Path, x_label: str, y_label: str) -> Path:
+    """Label, grid and legend one panel, write the figure, free it."""
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)

@@ -184,7 +184,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
         ],
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     return {k: float(v) for k, v in trainer.logged_metrics.items()}
 
 
