@@ -106,3 +106,12 @@ def _open_prompts(tmp_path):
     path.write_text("".join(json.dumps({"prompt": f"Write a line about {w}."}) + "\n"
                             for w in ("rain", "bread", "maps")))
     return path
+
+
+def test_wandb_logger_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    summary = evaluate(compose_eval(*EVAL_TINY, "logger=wandb"), tmp_path / "out")
+    assert "pass@1" in summary
+    assert list((tmp_path / "out").rglob("*.wandb")), "no offline wandb run was written"

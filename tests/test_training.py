@@ -138,3 +138,21 @@ def test_train_py_subprocess(tmp_path):
 def test_unknown_model_name_lists_the_options(compose_cfg):
     with pytest.raises(Exception, match="smollm2_135m"):
         compose_cfg("model=llama_nope")
+
+
+def test_missing_wandb_is_named(compose_cfg, monkeypatch):
+    import darling.train.run as run
+
+    real = run.importlib.util.find_spec
+    monkeypatch.setattr(run.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ImportError, match=r"darling\[wandb\]"):
+        validate(compose_cfg(*TINY, "logger=wandb"))
+
+
+def test_wandb_offline_run(compose_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), tmp_path / "run")
+    assert list((tmp_path / "run").rglob("*.wandb")), "no offline wandb run was written"

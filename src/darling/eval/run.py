@@ -160,13 +160,30 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
               "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
+    plots = []
     if verifiable:
         curve = {int(key.split("@")[1]): (v, 0.0) for key, v in summary.items()
                  if key.startswith("pass@")}
-        plot_pass_at_k({info.get("reward", "base"): curve}, out_dir / "pass_at_k.png")
+        plots.append(plot_pass_at_k({info.get("reward", "base"): curve}, out_dir / "pass_at_k.png"))
+    if cfg.logger:
+        _log_to_logger(instantiate(cfg.logger, save_dir=str(out_dir)), summary, out_dir, plots)
     log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()
                                                         if "@" in k or k == "quality_mean"})
     return summary
+
+
+def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots: list[Path]):
+    """Send the summary, a table of generations and the plots to a configured logger (wandb
+    logs all three; loggers without tables or images get the summary only)."""
+    logger.log_metrics({f"eval/{k}": v for k, v in summary.items()})
+    if hasattr(logger, "log_table"):
+        records = [json.loads(line) for line in (out_dir / "generations.jsonl").open()]
+        columns = list(records[0]) if records else []
+        logger.log_table("eval/generations", columns=columns,
+                         data=[[r.get(c) for c in columns] for r in records])
+    if hasattr(logger, "log_image") and plots:
+        logger.log_image("eval/plots", [str(p) for p in plots])
+    logger.finalize("success")
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
