@@ -21,6 +21,7 @@ from darling.quality.base import score_quality
 from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import builtin_path, load_prompts
 from darling.train.data import chat_prompt
+from darling.train.loggers import close_logger
 from darling.train.run import build_engine
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots:
     if hasattr(logger, "log_image") and plots:
         logger.log_image("eval/plots", [str(p) for p in plots])
     logger.finalize("success")
+    close_logger(logger)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -83,3 +83,12 @@ def wandb_logger(save_dir: str | Path, project: str, group: str, name: str, **kw
     from lightning.pytorch.loggers import WandbLogger
 
     return WandbLogger(save_dir=str(save_dir), project=project, group=group, name=name, **kwargs)
+
+
+def close_logger(logger: Any) -> None:
+    """End a wandb run, so that the next run in this process (a sweep job, a test) starts its own
+    run instead of appending to this one. Other loggers need nothing."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        logger.experiment.finish()

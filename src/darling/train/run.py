@@ -20,6 +20,7 @@ from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
 from darling.rollout.base import RolloutEngine, SamplingSpec
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
 from darling.train.data import PromptDataModule
+from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     )
     # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    close_logger(trainer.logger)
     return {k: float(v) for k, v in trainer.logged_metrics.items()}
 
 
