@@ -38,6 +38,7 @@ from darling.partition.encoder import (
     DEFAULT_MAX_LENGTH,
     chunk_token_ids,
     default_encoder_path,
+    length_batches,
     pad_batch,
     pool_chunks,
 )
@@ -209,13 +210,11 @@ class EmbedOnceClassifier(PairClassifier):
         """
         self._load_encoder()
         windows, owner = self._windows(texts)
-        order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
         hidden_size = self._model.config.hidden_size
         sums = torch.zeros(len(windows), hidden_size)
         counts = torch.tensor([float(len(w)) for w in windows])
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+            for rows in length_batches([len(w) for w in windows], self.batch_size):
                 ids, mask = pad_batch([windows[k] for k in rows], self._tokenizer.pad_token_id)
                 states = self._upper(self._lower(ids, mask), mask)  # (B, T, H)
                 sums[rows] = (states * mask[..., None]).sum(1)

@@ -75,3 +75,37 @@ def pool_chunks(
     sums.index_add_(0, owner, token_sums)
     counts = torch.zeros(n_texts, dtype=token_sums.dtype).index_add_(0, owner, token_counts)
     return torch.nn.functional.normalize(sums / counts.clamp(min=1.0)[:, None], dim=-1)
+
+
+MAX_PADDING_WASTE = 0.25
+"""``length_batches`` starts a new batch rather than pad more than 25% of a batch's tokens."""
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_waste: float = MAX_PADDING_WASTE
+) -> list[list[int]]:
+    """Group window indices into batches of similar length, shortest first.
+
+    Windows are taken in ascending length; a batch closes when it holds ``batch_size`` windows or
+    when adding the next one would make padding more than ``max_waste`` of the batch's padded
+    tokens (a long response's full 256-piece windows never share a batch with its short tail).
+
+    >>> length_batches([256, 70, 256, 72], batch_size=16)
+    [[1, 3], [0, 2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda k: lengths[k])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for k in order:
+        padded = (len(current) + 1) * lengths[k]
+        if current and (
+            len(current) == batch_size or padded - used - lengths[k] > max_waste * padded
+        ):
+            batches.append(current)
+            current, used = [], 0
+        current.append(k)
+        used += lengths[k]
+    if current:
+        batches.append(current)
+    return batches
