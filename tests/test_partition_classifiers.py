@@ -251,3 +251,15 @@ def test_default_classifier_is_sensible():
     p_identical, p_same, p_diff = clf.predict_proba([(story, story), same, different])
     assert p_identical > 0.9 and p_same > clf.threshold_ >= p_diff
     assert 0.0 < clf.threshold_ < 1.0
+
+
+def test_length_batches_keep_padding_low():
+    from darling.partition.encoder import length_batches
+
+    lengths = [256] * 8 + [70, 72, 75, 80, 66, 90, 71, 74]
+    batches = length_batches(lengths, batch_size=16)
+    assert sorted(k for b in batches for k in b) == list(range(16))  # every window once
+    for batch in batches:
+        padded = len(batch) * max(lengths[k] for k in batch)
+        assert padded - sum(lengths[k] for k in batch) <= 0.25 * padded
+    assert all(len(b) <= 3 for b in length_batches(lengths, batch_size=3))
