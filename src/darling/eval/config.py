@@ -54,12 +54,17 @@ def default_eval_dir(
     if compare:
         return str(Path(str(compare[0])) / "comparison")
     if ckpt:
-        path = Path(ckpt)
-        run_dir = path.parent.parent if path.is_file() else (
-            path.parent if path.name == "policy" else path
-        )
-        return str(run_dir / f"eval-k{k}-seed{seed}")
+        return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}")
     return f"evals/{model_name}-base-k{k}-seed{seed}"
+
+
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The run directory behind ``ckpt``: a run dir itself, the parent of its ``policy/``, or the
+    run dir of a checkpoint file (``<run>/checkpoints/x.ckpt`` or ``<run>/x.ckpt``)."""
+    path = Path(ckpt)
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path.parent if path.name == "policy" else path
 
 
 def register_eval_configs() -> None:

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from darling.eval.config import run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
 from darling.models.loading import load_policy
@@ -39,12 +40,11 @@ def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     path = Path(ckpt)
     if not path.exists():
         raise FileNotFoundError(f"ckpt={ckpt!r}: {path} does not exist")
+    run_dir = run_dir_of(path)
     if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         if not (run_dir / "config.yaml").is_file():
             raise ValueError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
         return run_dir, path
-    run_dir = path.parent if path.name == "policy" else path
     if not (run_dir / "config.yaml").is_file() or not (
         (run_dir / "policy").is_dir() or (run_dir / "checkpoints" / "last.ckpt").is_file()
     ):
