@@ -5,6 +5,8 @@
 #   bash sweeps/run_experiment.sh                    # the study (about 2 hours on 2 CPU cores)
 #   bash sweeps/run_experiment.sh model=tiny trainer.max_steps=1 rollout.max_new_tokens=4 \
 #        classifier=answer                           # a smoke test of the pipeline
+# Re-running the same command continues: runs resume their last checkpoint (ckpt_path=auto; a
+# finished run ends at once) and evaluations whose metrics.json exists are not redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -14,18 +16,21 @@ EVAL_K=${EVAL_K:-16}
 train_args=() eval_args=()
 for arg in "$@"; do
   case "$arg" in
-    trainer.*|rollout.n_per_prompt=*|reward*|optim.*|data.prompts_per_step=*) train_args+=("$arg") ;;
+    trainer.*|rollout.n_per_prompt=*|reward*|optim.*|data.prompts_per_step=*|hydra.*|seed=*)
+      train_args+=("$arg") ;;
     eval.*) eval_args+=("$arg") ;;
     *) train_args+=("$arg"); eval_args+=("$arg") ;;
   esac
 done
 
 "$PY" train.py -m --config-dir sweeps --config-name experiment "hydra.sweep.dir=$OUT" \
-  "${train_args[@]}"
+  ckpt_path=auto "${train_args[@]}"
 for run in "$OUT"/*/; do
   [ -f "$run/config.yaml" ] || continue
-  "$PY" evaluate.py "ckpt=$run" "eval.k=$EVAL_K" "${eval_args[@]}"
+  [ -f "$run/eval-k$EVAL_K/metrics.json" ] && continue
+  "$PY" evaluate.py "ckpt=$run" "eval.k=$EVAL_K" "eval.out_dir=$run/eval-k$EVAL_K" "${eval_args[@]}"
 done
-"$PY" evaluate.py "eval.k=$EVAL_K" "eval.out_dir=$OUT/base" "${eval_args[@]}"
+[ -f "$OUT/base/metrics.json" ] ||
+  "$PY" evaluate.py "eval.k=$EVAL_K" "eval.out_dir=$OUT/base" "${eval_args[@]}"
 "$PY" evaluate.py "compare=[$OUT]" "eval.out_dir=$OUT/comparison"
 echo "comparison written to $OUT/comparison"

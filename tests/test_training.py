@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -69,6 +70,14 @@ def test_fresh_run_refuses_to_overwrite(compose_cfg, tmp_path):
         resolve_checkpoint(None, tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         resolve_checkpoint("missing.ckpt", tmp_path)
+
+
+def test_auto_resumes_when_a_checkpoint_exists_else_starts_fresh(tmp_path):
+    assert resolve_checkpoint("auto", tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    zipfile.ZipFile(last, "w").close()
+    assert resolve_checkpoint("auto", tmp_path) == str(last)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):

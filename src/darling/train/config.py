@@ -125,7 +125,7 @@ class TrainConfig:
     run_name: str = MISSING
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
-    checkpoint; or a path to a checkpoint file."""
+    checkpoint; auto: resume it if it exists, else start fresh; or a path to a checkpoint file."""
     log_rollouts: bool = True
     """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
 

@@ -93,13 +93,17 @@ def require_module(module: str) -> None:
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     """``None`` -> fresh run (refused if ``run_dir`` already holds checkpoints, so nothing is
-    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; else an existing file."""
+    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; ``auto`` -> that file if it
+    exists, else a fresh run (one command that starts or continues a run, as a requeued job needs);
+    else an existing file."""
     last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        return resolve_checkpoint("last" if last.exists() else None, run_dir)
     if ckpt_path is None:
         if last.exists():
             raise FileExistsError(
-                f"{run_dir} already holds a run ({last}). Pass ckpt_path=last to resume it, or "
-                "run_name=<new name> to start another"
+                f"{run_dir} already holds a run ({last}). Pass ckpt_path=last (or auto) to resume "
+                "it, or run_name=<new name> to start another"
             )
         return None
     path = last if ckpt_path == "last" else Path(ckpt_path)
