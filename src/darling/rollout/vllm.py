@@ -1,8 +1,17 @@
 """Rollouts from a vLLM engine colocated with the policy on the same GPU (``rollout=vllm``).
 
-The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that ``sync`` can copy the
-policy's weights straight into vLLM's model with its ``load_weights`` (tensor parallel size 1).
-With ``enable_sleep_mode`` the engine releases its KV cache while the policy trains.
+The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that ``sync`` hands the
+policy's tensors straight to vLLM's model, ``LLM.apply_model(lambda m: m.load_weights(...))``,
+without serialising them (tensor parallel size 1).
+
+With ``enable_sleep_mode`` the engine holds GPU memory only while it samples. One training step:
+
+    generate: wake the KV cache -> sample -> sleep(level=2): weights and KV cache are discarded
+    update:   the policy trains with the memory vLLM released
+    sync:     wake the weights -> load the policy's current weights into them
+
+Level 2 (not 1) because every update is followed by a sync that overwrites all weights, so
+backing them up to CPU memory (level 1) would copy the whole model twice per step for nothing.
 Needs the ``gpu`` extra (``pip install 'darling[gpu]'``).
 """
 
@@ -14,6 +23,7 @@ from typing import Any
 
 import torch
 
+from darling.models.merged import merged_weights
 from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
 
 
@@ -28,6 +38,8 @@ class VLLMRollout(RolloutEngine):
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_sleep_mode = enable_sleep_mode
         self.llm: Any = None
+        self._asleep: set[str] = set()
+        """Which of vLLM's memory pools ("weights", "kv_cache") are released right now."""
 
     def bind(self, model: torch.nn.Module, tokenizer) -> None:
         super().bind(model, tokenizer)
@@ -50,9 +62,10 @@ class VLLMRollout(RolloutEngine):
     ) -> Rollouts:
         from vllm import SamplingParams
 
+        if "weights" in self._asleep:  # two generates without an update between (evaluation)
+            self.sync()
+        self._wake("kv_cache")
         tok = self.tokenizer
-        if self.enable_sleep_mode:
-            self.llm.wake_up()
         params = [
             SamplingParams(
                 n=self.sampling.n_per_prompt,
@@ -68,42 +81,21 @@ class VLLMRollout(RolloutEngine):
             [{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False
         )
         if self.enable_sleep_mode:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
+            self._asleep = {"weights", "kv_cache"}
         responses = [[list(c.token_ids) for c in out.outputs] for out in outputs]
         return assemble_rollouts(prompt_ids, responses, group_ids, tok, [tok.eos_token_id])
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Copy the policy's current weights (LoRA merged) into the vLLM model."""
+        """Copy the policy's current weights (LoRA folded in, see ``merged_weights``) into the vLLM
+        model."""
         if self.llm is None:
             return
-        if self.enable_sleep_mode:
-            self.llm.wake_up(tags=["weights"]) if _accepts_tags(self.llm) else self.llm.wake_up()
-        merged = hasattr(self.model, "merge_adapter")
-        if merged:
-            self.model.merge_adapter()
-        base = self.model.get_base_model() if merged else self.model
-        state = {
-            name.replace(".base_layer", ""): p
-            for name, p in base.state_dict().items()
-            if "lora_" not in name
-        }
-        _vllm_model(self.llm).load_weights(state.items())
-        if merged:
-            self.model.unmerge_adapter()
-        if self.enable_sleep_mode:
-            self.llm.sleep(level=1)
+        self._wake("weights")
+        self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(merged_weights(self.model)))
 
-
-def _vllm_model(llm: Any) -> torch.nn.Module:
-    """vLLM's model object; its attribute path differs between engine versions."""
-    executor = llm.llm_engine.model_executor
-    worker = executor.driver_worker
-    worker = getattr(worker, "worker", worker)
-    return worker.model_runner.model
-
-
-def _accepts_tags(llm: Any) -> bool:
-    import inspect
-
-    return "tags" in inspect.signature(llm.wake_up).parameters
+    def _wake(self, pool: str) -> None:
+        if pool in self._asleep:
+            self.llm.wake_up(tags=[pool])
+            self._asleep.discard(pool)

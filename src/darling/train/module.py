@@ -114,7 +114,8 @@ class DarlingModule(L.LightningModule):
             loss_metrics, logp_mean = self._update(
                 rollouts, advantages.to(self.device), token_mask
             )
-        self.engine.sync()
+        with timer("sync"):
+            self.engine.sync()
         self.rollout_step = step + 1
 
         records = _rollout_records(

@@ -1,0 +1,144 @@
+"""The vLLM rollout engine's glue, against a stand-in for ``vllm.LLM`` (no GPU or vLLM needed).
+
+The stand-in holds its own randomly initialised copy of the model and enforces sleep mode the way
+vLLM does: released weights are gone (filled with NaN here) until woken and reloaded, and sampling
+needs both memory pools awake. It samples greedily, so its outputs equal the policy's greedy
+outputs exactly when, and only when, the synced weights are the policy's merged weights.
+"""
+
+import copy
+import sys
+from types import ModuleType, SimpleNamespace
+
+import pytest
+import torch
+
+from darling.models import load_policy
+from darling.models.merged import merged_weights
+from darling.models.tiny import build_tiny_llama
+from darling.rollout.base import SamplingSpec
+from darling.rollout.vllm import VLLMRollout
+
+
+def _greedy(model, prompt_ids, max_tokens):
+    ids = torch.tensor([prompt_ids])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=max_tokens, min_new_tokens=max_tokens, pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
+
+
+class FakeLLM:
+    def __init__(self, model, tokenizer, dtype, gpu_memory_utilization, enable_sleep_mode,
+                 tensor_parallel_size):
+        self.net = build_tiny_llama(FakeLLM.vocab, seed=1234)  # not the policy's weights
+        self.net.load_weights = self._load_weights
+        self.released: set[str] = set()
+        self.loads = 0
+
+    def _load_weights(self, weights):
+        assert "weights" not in self.released, "load_weights into released memory"
+        params = dict(self.net.named_parameters())
+        for name, tensor in weights:
+            if name == "lm_head.weight" and name not in params:  # tied, as vLLM skips it
+                continue
+            params[name].data.copy_(tensor)  # an unknown name is a KeyError, as in vLLM
+        self.loads += 1
+
+    def apply_model(self, func):
+        return [func(self.net)]
+
+    def sleep(self, level):
+        assert level == 2
+        self.released = {"weights", "kv_cache"}
+        for p in self.net.parameters():
+            p.data.fill_(float("nan"))
+
+    def wake_up(self, tags):
+        self.released -= set(tags)
+
+    def generate(self, prompts, params, use_tqdm):
+        assert not self.released, f"sampling with {self.released} released"
+        return [
+            SimpleNamespace(outputs=[
+                SimpleNamespace(token_ids=_greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
+            ] * sp.n)
+            for p, sp in zip(prompts, params, strict=True)
+        ]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = ModuleType("vllm")
+    module.LLM = FakeLLM
+    module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
+    monkeypatch.setitem(sys.modules, "vllm", module)
+
+
+@pytest.fixture
+def lora_policy(compose_cfg):
+    cfg = compose_cfg("model=tiny", "model.lora.enabled=true", "model.lora.r=4")
+    policy, tokenizer = load_policy(cfg.model, seed=0)
+    FakeLLM.vocab = len(tokenizer)
+    torch.manual_seed(0)
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero; make the adapters change the outputs
+            p.data.normal_(0, 0.5)
+    return policy, tokenizer
+
+
+def _merged_copy(policy):
+    return copy.deepcopy(policy).merge_and_unload().eval()
+
+
+def test_sync_loads_the_merged_weights_and_leaves_the_policy_untouched(fake_vllm, lora_policy):
+    policy, tokenizer = lora_policy
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5))
+    engine.bind(policy, tokenizer)
+
+    expected = _merged_copy(policy).state_dict()
+    synced = engine.llm.net.state_dict()
+    assert synced.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(synced[name], tensor, rtol=0, atol=1e-6)
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in before.items())
+
+
+def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm, lora_policy):
+    policy, tokenizer = lora_policy
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4))
+    engine.bind(policy, tokenizer)
+    prompts = ["Name a colour.", "Name a fruit, please."]
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def expected_texts():
+        merged = _merged_copy(policy)
+        texts = [tokenizer.decode(_greedy(merged, ids, 4), skip_special_tokens=True).strip()
+                 for ids in prompt_ids]
+        return [t for t in texts for _ in range(3)]
+
+    first = engine.generate(prompts, [10, 11], seeds=[0, 1])
+    assert first.group_ids == [10, 10, 10, 11, 11, 11]
+    assert first.texts == expected_texts()
+    assert engine.llm.released == {"weights", "kv_cache"}  # memory is free for the update
+
+    with torch.no_grad():  # an optimiser step on the adapters
+        for name, p in policy.named_parameters():
+            if "lora_A" in name:
+                p.add_(torch.randn_like(p))
+    engine.sync()
+    assert "weights" not in engine.llm.released
+    assert engine.generate(prompts, [12, 13], seeds=[2, 3]).texts == expected_texts()
+    assert engine.generate(prompts, [14, 15], seeds=[4, 5]).texts == expected_texts()  # no update
+
+
+def test_merged_weights_equals_peft_merge_without_modifying_bfloat16_base(lora_policy):
+    policy, _ = lora_policy
+    policy = policy.to(torch.bfloat16)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    merged = dict(merged_weights(policy))
+    expected = _merged_copy(policy).state_dict()
+    assert merged.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(merged[name], tensor)
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in before.items())
