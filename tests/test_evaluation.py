@@ -10,6 +10,7 @@ from darling.eval.compare import compare, mean_interval
 from darling.eval.config import register_eval_configs
 from darling.eval.report import evaluation_report
 from darling.eval.run import evaluate, find_run
+from darling.eval.training_signal import training_signal
 from darling.train.run import train
 from tests.conftest import CONF, TINY
 
@@ -91,6 +92,8 @@ def test_evaluate_and_compare_runs(compose_cfg, tmp_path):
     for name in ("comparison.csv", "comparison.md", "pass_at_k.png", "quality_vs_distinct.png",
                  "training_curves.png"):
         assert (tmp_path / "comparison" / name).is_file(), name
+    assert "| grpo w=0 | 1 | 2.000 ± 0.000 | 0.000 ± 0.000 |" in (
+        tmp_path / "comparison" / "comparison.md").read_text()  # 2 groups, none flat
 
 
 def test_failed_quality_rows_are_counted(tmp_path):
@@ -115,3 +118,24 @@ def test_wandb_logger_offline(tmp_path, monkeypatch):
     summary = evaluate(compose_eval(*EVAL_TINY, "logger=wandb"), tmp_path / "out")
     assert "pass@1" in summary
     assert list((tmp_path / "out").rglob("*.wandb")), "no offline wandb run was written"
+
+
+def test_training_signal_against_hand_computed_groups():
+    def rows(step, quality, advantage):
+        return [{"step": step, "group_id": 0, "quality": q, "advantage": a}
+                for q, a in zip(quality, advantage, strict=True)]
+
+    grpo = rows(0, [1, 1, 0, 0], [0.5, 0.5, -0.5, -0.5]) + rows(1, [0, 0, 0, 0], [0, 0, 0, 0])
+    assert training_signal(grpo) == {
+        "signal/groups": 2.0, "signal/flat_share": 0.5, "signal/shift_mean": 0.0,
+        "signal/sign_flip_share": 0.0, "signal/top_spread": 0.0,
+    }
+    # DARLING: the two correct answers are one class (Div 1/3), the wrong ones distinct; rewards
+    # 1/3, 1/3, 0, 0 -> advantages 1/6, 1/6, -1/6, -1/6; a failed row is left out.
+    darling = rows(0, [1, 1, 0, 0, float("nan")], [1 / 6, 1 / 6, -1 / 6, -1 / 6, 0.0])
+    darling += rows(1, [1, 1, 1, 0], [0.25, -0.25, 0.25, -0.25])  # repeated answer pushed down
+    signal = training_signal(darling)
+    assert signal["signal/flat_share"] == 0.0
+    assert signal["signal/shift_mean"] == pytest.approx((4 / 3 + 0 + 0.5 + 0 + 0.5) / 8)
+    assert signal["signal/sign_flip_share"] == pytest.approx(1 / 8)
+    assert signal["signal/top_spread"] == pytest.approx((0 + 0.5) / 2)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
+from darling.eval.training_signal import training_signal
 
 TRAINING_CURVES = ("reward/quality_mean", "diversity/classes_per_group", "rollout/logp_mean")
 
@@ -91,14 +92,12 @@ def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
             seeds = max(v[2] for v in metrics.values())
             writer.writerow([arm, seeds, *[x for c in columns for x in metrics.get(
                 c, (float("nan"), float("nan"), 0))[:2]]])
-    lines = ["| arm | seeds | " + " | ".join(columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
-    for arm, metrics in table.items():
-        cells = [
-            f"{metrics[c][0]:.3f} ± {metrics[c][1]:.3f}" if c in metrics else "-" for c in columns
-        ]
-        seeds = max(v[2] for v in metrics.values())
-        lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
+    lines = _markdown_table(table, columns)
+    signal = summarize(training_signals(records))
+    if signal:
+        lines += ["", "Training signal (rollout logs of the training prompts; "
+                  "darling.eval.training_signal):", ""]
+        lines += _markdown_table(signal, list(next(iter(signal.values()))))
     (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
 
     curves = {
@@ -118,6 +117,31 @@ def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png")
     return {"arms": table, "out_dir": str(out_dir)}
+
+
+def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> list[str]:
+    lines = ["| arm | seeds | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for arm, metrics in table.items():
+        cells = [
+            f"{metrics[c][0]:.3f} ± {metrics[c][1]:.3f}" if c in metrics else "-" for c in columns
+        ]
+        seeds = max(v[2] for v in metrics.values())
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def training_signals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``training_signal`` of every trained run whose rollout log is on disk, as records that
+    ``summarize`` groups by arm."""
+    out = []
+    for record in records:
+        run_dir = record["run"].get("run_dir")
+        logs = sorted((Path(run_dir) / "rollouts").glob("rank*.jsonl")) if run_dir else []
+        if logs:
+            rows = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
+            out.append({"run": record["run"], "metrics": training_signal(rows)})
+    return out
 
 
 def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]]:

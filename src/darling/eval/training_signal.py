@@ -1,0 +1,57 @@
+"""How much a run's reward changed the learning signal, relative to quality alone.
+
+Computed from a run's rollout log (``rollouts/rank*.jsonl``: training prompts only), so it says
+what the diversity term did during training without touching held-out prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+
+def training_signal(rows: Iterable[Mapping]) -> dict[str, float]:
+    """Compare each rollout's advantage ``A_i`` with its quality-only advantage
+    ``A^q_i = q_i - mean_{j in g} q_j`` (mean-centred GRPO on the same rollouts).
+
+    ``rows``: one mapping per rollout with ``step``, ``group_id``, ``quality`` and ``advantage``;
+    a group is ``(step, group_id)``; rows whose quality is missing or NaN (failed scoring) are
+    left out.
+
+    Returns
+    - ``signal/groups``: number of groups;
+    - ``signal/flat_share``: share of groups whose advantages are all zero (no gradient);
+    - ``signal/shift_mean``: mean ``|A_i - A^q_i|`` over rollouts (0 for GRPO);
+    - ``signal/sign_flip_share``: share of rollouts with ``sign(A_i) != sign(A^q_i)``;
+    - ``signal/top_spread``: over groups with at least two rollouts of the group's best quality,
+      that quality being positive, the mean range of their advantages. With a binary quality GRPO
+      gives every correct answer the same advantage (spread 0); a diversity term that favours rare
+      correct answers widens it.
+    """
+    groups: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        q = row.get("quality")
+        if q is None or math.isnan(q):
+            continue
+        groups[(row["step"], row["group_id"])].append((float(q), float(row["advantage"])))
+    shifts, flips, spreads, flat = [], [], [], 0
+    for members in groups.values():
+        q, a = np.array(members).T
+        a_q = q - q.mean()
+        shifts.extend(np.abs(a - a_q))
+        flips.extend(np.sign(np.round(a, 9)) != np.sign(np.round(a_q, 9)))
+        flat += bool(np.all(a == 0))
+        top = a[q == q.max()]
+        if len(top) >= 2 and q.max() > 0:
+            spreads.append(top.max() - top.min())
+    n = len(groups)
+    return {
+        "signal/groups": float(n),
+        "signal/flat_share": flat / n if n else float("nan"),
+        "signal/shift_mean": float(np.mean(shifts)) if shifts else float("nan"),
+        "signal/sign_flip_share": float(np.mean(flips)) if flips else float("nan"),
+        "signal/top_spread": float(np.mean(spreads)) if spreads else float("nan"),
+    }
