@@ -10,6 +10,7 @@ import torch
 from omegaconf import open_dict
 
 from darling.models import load_policy
+from darling.models.frozen import restore_policy
 from darling.train.run import resolve_checkpoint, train, validate
 from tests.conftest import ROOT, TINY
 
@@ -41,12 +42,14 @@ def test_two_steps_change_the_parameters(compose_cfg, tmp_path):
     assert (tmp_path / "config.yaml").is_file()
 
 
-def test_resume_is_exact(compose_cfg, tmp_path):
+@pytest.mark.parametrize("model", [[], ["model.lora.enabled=true", "model.lora.r=4"]],
+                         ids=["full", "lora"])
+def test_resume_is_exact(compose_cfg, tmp_path, model):
     straight = tmp_path / "straight"
-    train(compose_cfg(*TINY, "trainer.max_steps=4"), straight)
+    train(compose_cfg(*TINY, *model, "trainer.max_steps=4"), straight)
     resumed = tmp_path / "resumed"
-    train(compose_cfg(*TINY, "trainer.max_steps=2"), resumed)
-    train(compose_cfg(*TINY, "trainer.max_steps=4", "ckpt_path=last"), resumed)
+    train(compose_cfg(*TINY, *model, "trainer.max_steps=2"), resumed)
+    train(compose_cfg(*TINY, *model, "trainer.max_steps=4", "ckpt_path=last"), resumed)
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 4
@@ -61,6 +64,25 @@ def test_resume_is_exact(compose_cfg, tmp_path):
     assert [[r[c] for c in cols] for r in _metrics(straight)] == [
         [r[c] for c in cols] for r in _metrics(resumed)
     ]
+
+
+def test_lora_checkpoints_leave_out_the_base_and_check_it_on_resume(compose_cfg, tmp_path):
+    lora = ["model.lora.enabled=true", "model.lora.r=4"]
+    cfg = compose_cfg(*TINY, *lora)
+    train(cfg, tmp_path / "run")
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = checkpoint["state_dict"]
+    assert saved and all("lora_" in k for k in saved if k.endswith(".weight")), sorted(saved)
+
+    policy, _ = load_policy(cfg.model, seed=cfg.seed)  # what evaluate.py does with a .ckpt
+    restore_policy(policy, checkpoint)
+    for name, value in saved.items():
+        assert torch.equal(policy.state_dict()[name.removeprefix("policy.")], value), name
+
+    other_base = compose_cfg(*TINY, *lora, "seed=1", "trainer.max_steps=3",
+                             f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}")
+    with pytest.raises(ValueError, match="other frozen"):
+        train(other_base, tmp_path / "other")
 
 
 def test_fresh_run_refuses_to_overwrite(compose_cfg, tmp_path):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.eval.config import run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
+from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
 from darling.partition.unionfind import partition
 from darling.quality.base import score_quality
@@ -80,8 +81,7 @@ def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, A
         tokenizer.padding_side = "left"
         return policy, tokenizer, info
     policy, tokenizer = load_policy(run_cfg.model, seed=int(run_cfg.seed))
-    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)["state_dict"]
-    policy.load_state_dict({k.removeprefix("policy."): v for k, v in state.items()})
+    restore_policy(policy, torch.load(ckpt_file, map_location="cpu", weights_only=True))
     return _merged(policy), tokenizer, info
 
 

@@ -18,11 +18,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 
 from darling.advantages import group_advantages
 from darling.diversity import class_metrics
 from darling.logprobs import response_logprobs
 from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
+from darling.models.frozen import check_frozen, frozen_state, weights_fingerprint
 from darling.partition.unionfind import partition
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
@@ -252,10 +254,25 @@ class DarlingModule(L.LightningModule):
 
     # -- checkpoint state beyond Lightning's own ----------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["darling"] = {"rollout_step": self.rollout_step}
+        """Add the data position; leave out frozen weights (a LoRA policy's base), which are
+        rebuilt from the model spec on resume like the reference model, and keep their fingerprint
+        so that a resume on other base weights fails instead of silently training another model.
+        Under FSDP the sharded checkpoint keeps every weight (its loader expects them all)."""
+        frozen = frozen_state(self.policy)
+        checkpoint["darling"] = {
+            "rollout_step": self.rollout_step,
+            "frozen_fingerprint": weights_fingerprint(frozen.values()),
+        }
+        if not isinstance(self.trainer.strategy, FSDPStrategy):
+            for name in frozen:
+                checkpoint["state_dict"].pop(f"policy.{name}", None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.rollout_step = int(checkpoint["darling"]["rollout_step"])
+        state = checkpoint["darling"]
+        self.rollout_step = int(state["rollout_step"])
+        check_frozen(self.policy, state.get("frozen_fingerprint"))
+        for name, value in frozen_state(self.policy).items():
+            checkpoint["state_dict"].setdefault(f"policy.{name}", value)
 
 
 def _rollout_records(
