@@ -7,6 +7,8 @@ outputs exactly when, and only when, the synced weights are the policy's merged 
 """
 
 import copy
+import json
+import subprocess
 import sys
 from types import ModuleType, SimpleNamespace
 
@@ -18,6 +20,7 @@ from darling.models.merged import merged_weights
 from darling.models.tiny import build_tiny_llama
 from darling.rollout.base import SamplingSpec
 from darling.rollout.vllm import VLLMRollout
+from tests.conftest import ROOT
 
 
 def _greedy(model, prompt_ids, max_tokens):
@@ -142,3 +145,16 @@ def test_merged_weights_equals_peft_merge_without_modifying_bfloat16_base(lora_p
     for name, tensor in expected.items():
         torch.testing.assert_close(merged[name], tensor)
     assert all(torch.equal(policy.state_dict()[k], v) for k, v in before.items())
+
+
+def test_rollout_throughput_bench_runs_and_writes_json(tmp_path):
+    out = tmp_path / "throughput.json"
+    subprocess.run(
+        [sys.executable, "bench/rollout_throughput.py", "--engines", "hf", "--prompts", "2",
+         "--repeats", "1", "--out", str(out), "model=tiny", "rollout.max_new_tokens=4",
+         "rollout.n_per_prompt=2"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["engine"] == "hf" and result["prompts"] == 2
+    assert 0 < result["tokens_median"] <= 2 * 2 * 4 and result["tokens_per_s"] > 0
