@@ -13,7 +13,7 @@ register_eval_configs()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.compare:
-        compare(list(cfg.compare), cfg.eval.out_dir)
+        compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline)
     else:
         evaluate(cfg, cfg.eval.out_dir)
 

@@ -32,5 +32,5 @@ for run in "$OUT"/*/; do
 done
 [ -f "$OUT/base/metrics.json" ] ||
   "$PY" evaluate.py "eval.k=$EVAL_K" "eval.out_dir=$OUT/base" "${eval_args[@]}"
-"$PY" evaluate.py "compare=[$OUT]" "eval.out_dir=$OUT/comparison"
+"$PY" evaluate.py "compare=[$OUT]" "eval.out_dir=$OUT/comparison" "baseline='grpo w=0'"
 echo "comparison written to $OUT/comparison"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from darling.eval.compare import compare, mean_interval
+from darling.eval.compare import compare, mean_interval, paired_differences
 from darling.eval.config import register_eval_configs
 from darling.eval.report import evaluation_report
 from darling.eval.run import evaluate, find_run
@@ -139,3 +139,22 @@ def test_training_signal_against_hand_computed_groups():
     assert signal["signal/shift_mean"] == pytest.approx((4 / 3 + 0 + 0.5 + 0 + 0.5) / 8)
     assert signal["signal/sign_flip_share"] == pytest.approx(1 / 8)
     assert signal["signal/top_spread"] == pytest.approx((0 + 0.5) / 2)
+
+
+def test_paired_differences_pair_runs_by_seed():
+    def record(reward, weight, seed, value):
+        run = {"reward": reward, "diversity_weight": weight, "seed": seed}
+        return {"run": run, "metrics": {"pass@1": value}}
+
+    records = [record("grpo", 0.0, s, v) for s, v in [(0, 0.30), (1, 0.40), (2, 0.20)]]
+    records += [record("darling", 1.0, s, v) for s, v in [(0, 0.35), (1, 0.46), (2, 0.24)]]
+    records += [record("ngram", 1.0, 5, 0.9)]  # no grpo run with seed 5: nothing to pair
+    records += [{"run": {"source": "base", "model": "m"}, "metrics": {"pass@1": 0.1}}]
+    paired = paired_differences(records, "grpo w=0")
+    assert list(paired) == ["darling w=1 − grpo w=0"]
+    mean, half, pairs = paired["darling w=1 − grpo w=0"]["pass@1"]
+    assert pairs == 3 and mean == pytest.approx(0.05)
+    # the unpaired intervals overlap, the paired one excludes 0: differences 0.05, 0.06, 0.04
+    assert half == pytest.approx(4.303 * 0.01 / 3**0.5, rel=1e-3) and mean - half > 0
+    with pytest.raises(ValueError, match="not an arm"):
+        paired_differences(records, "grpo w=0.5")

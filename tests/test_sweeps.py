@@ -1,5 +1,6 @@
 """The sweep configs compose into the sweeps the README promises."""
 
+import os
 import subprocess
 import sys
 
@@ -32,3 +33,25 @@ def test_slurm_sweep_uses_submitit():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cfg = _hydra_cfg("slurm", "hydra.launcher.partition=gpu")
     assert "SlurmLauncher" in cfg and "gpus_per_node: 8" in cfg
+
+
+def test_run_experiment_trains_evaluates_compares_and_continues(tmp_path):
+    env = {**os.environ, "EXPERIMENT_DIR": str(tmp_path), "EVAL_K": "4", "PYTHON": sys.executable}
+    args = ["hydra.sweeper.params.reward=grpo,darling", "hydra.sweeper.params.seed=0,1",
+            "model=tiny", "classifier=answer", "rollout.max_new_tokens=4",
+            "rollout.n_per_prompt=4", "trainer.max_steps=1", "trainer.enable_progress_bar=false",
+            "eval.max_prompts=2", "eval.embedder=null"]
+
+    def run():
+        out = subprocess.run(["bash", "sweeps/run_experiment.sh", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    run()
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "| darling w=1 − grpo w=0 | 2 |" in table and "Training signal" in table
+    evaluated = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/eval-k4/metrics.json")}
+    assert len(evaluated) == 4 and (tmp_path / "base" / "metrics.json").is_file()
+
+    run()  # the same command again: runs end at once, evaluations are not redone
+    assert evaluated == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/eval-k4/metrics.json")}

@@ -74,8 +74,35 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float,
     return table
 
 
-def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Write ``comparison.csv``, ``comparison.md`` and the plots into ``out_dir``."""
+def paired_differences(
+    records: list[dict[str, Any]], baseline: str
+) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``arm -> metric -> (mean, half-width, pairs)`` of ``metric(arm, seed) - metric(baseline,
+    seed)`` over the seeds both arms have. Arms trained with the same seed share their prompt
+    order and their first rollouts, so pairing by seed removes that part of the seed-to-seed
+    spread; the interval is the Student-t interval of the differences."""
+    by_arm_seed = {(arm_of(r["run"]), r["run"].get("seed")): r["metrics"] for r in records}
+    base = {seed: m for (arm, seed), m in by_arm_seed.items() if arm == baseline}
+    if not base:
+        raise ValueError(f"baseline={baseline!r} is not an arm here; arms: "
+                         f"{sorted({arm for arm, _ in by_arm_seed})}")
+    table: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for arm in dict.fromkeys(arm for arm, _ in by_arm_seed):
+        pairs = [(m, base[seed]) for (a, seed), m in by_arm_seed.items()
+                 if a == arm and seed in base and arm != baseline and not arm.startswith("base")]
+        if pairs:
+            keys = [k for k in pairs[0][0] if all(k in m and k in b for m, b in pairs)]
+            table[f"{arm} − {baseline}"] = {
+                k: (*mean_interval([m[k] - b[k] for m, b in pairs]), len(pairs)) for k in keys
+            }
+    return table
+
+
+def compare(
+    paths: Sequence[str | Path], out_dir: str | Path, baseline: str | None = None
+) -> dict[str, Any]:
+    """Write ``comparison.csv``, ``comparison.md`` and the plots into ``out_dir``; with
+    ``baseline``, also each arm's paired difference from it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [json.loads(p.read_text()) for p in find_metrics(paths)]
@@ -93,6 +120,10 @@ def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
             writer.writerow([arm, seeds, *[x for c in columns for x in metrics.get(
                 c, (float("nan"), float("nan"), 0))[:2]]])
     lines = _markdown_table(table, columns)
+    paired = paired_differences(records, baseline) if baseline else {}
+    if paired:
+        lines += ["", f"Paired by seed, difference from {baseline}:", ""]
+        lines += _markdown_table(paired, [c for c in columns if c in next(iter(paired.values()))])
     signal = summarize(training_signals(records))
     if signal:
         lines += ["", "Training signal (rollout logs of the training prompts; "
@@ -116,7 +147,7 @@ def compare(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
     curves_by_metric = training_curves(records)
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png")
-    return {"arms": table, "out_dir": str(out_dir)}
+    return {"arms": table, "paired": paired, "out_dir": str(out_dir)}
 
 
 def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> list[str]:

@@ -43,6 +43,9 @@ class EvaluateConfig:
     """A run directory (runs/<name>), its policy/ folder or a .ckpt file; None: the base model."""
     compare: list[str] | None = None
     """Instead of evaluating: compare the metrics.json files found under these paths."""
+    baseline: str | None = None
+    """With compare: the arm every other arm is also compared with seed by seed (paired
+    differences), named as in the comparison table, e.g. ``grpo w=0``."""
     seed: int = 0
 
 
