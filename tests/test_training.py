@@ -187,3 +187,11 @@ def test_wandb_offline_run(compose_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), tmp_path / "run")
     assert list((tmp_path / "run").rglob("*.wandb")), "no offline wandb run was written"
+
+
+def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
+    tiny = [o for o in TINY if not o.startswith("classifier=")]
+    train(compose_cfg(*tiny, "classifier=answer_set", "trainer.max_steps=1"), tmp_path)
+    (row,) = _metrics(tmp_path)
+    assert 1 <= float(row["diversity/classes_per_group"]) <= 4
+    assert "diversity/pairs" not in row or not row["diversity/pairs"]  # no pair was scored

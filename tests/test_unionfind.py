@@ -5,7 +5,9 @@ import pytest
 
 from darling.diversity import class_diversity
 from darling.partition.base import PairClassifier
+from darling.partition.keyed import AnswerSetPartition, labels_from_keys, partition_rollouts
 from darling.partition.unionfind import partition, union_find_labels, within_group_pairs
+from darling.tasks.prompts import PromptRow
 
 
 class FirstWordClassifier(PairClassifier):
@@ -83,3 +85,22 @@ def test_partition_length_mismatch_and_nan():
 def test_group_of_one_and_empty_texts():
     labels, metrics = partition(["", "   ", "ok"], [0, 1, 1], FirstWordClassifier())
     assert labels.tolist() == [0, 1, 2] and metrics["pairs"] == 1
+
+
+def test_answer_set_partition_keys_classes_by_the_answer_given():
+    rows = [PromptRow(id="p", prompt="Name a country.", kind="answers",
+                      answers=("United States", "USA", "France"),
+                      aliases=(("USA", "United States"),))] * 5
+    texts = ["USA.", "It is the United States.", "France", "Narnia", "narnia"]
+    labels, metrics = partition_rollouts(texts, [0, 0, 0, 0, 1], rows, AnswerSetPartition())
+    # aliases are one class; a repeated wrong answer is one class, but never across groups
+    assert labels.tolist() == [0, 0, 1, 2, 3] and metrics == {}
+    assert class_diversity(labels, [0, 0, 0, 0, 1]).tolist() == pytest.approx(
+        [2 / 3, 2 / 3, 1, 1, 1])
+
+
+def test_labels_from_keys_match_union_find_conventions():
+    keys, groups = ["x", "y", "x", "x", "y"], ["a", "a", "a", "b", "b"]
+    assert labels_from_keys(keys, groups).tolist() == [0, 1, 0, 2, 3]
+    with pytest.raises(ValueError, match="3 keys for 2 group ids"):
+        labels_from_keys(["x", "y", "z"], [0, 0])

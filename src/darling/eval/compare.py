@@ -7,7 +7,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +171,28 @@ def training_signals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         logs = sorted((Path(run_dir) / "rollouts").glob("rank*.jsonl")) if run_dir else []
         if logs:
             rows = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-            out.append({"run": record["run"], "metrics": training_signal(rows)})
+            metrics = training_signal(rows, _answer_of(Path(run_dir)))
+            out.append({"run": record["run"], "metrics": metrics})
     return out
+
+
+def _answer_of(run_dir: Path) -> Callable[[dict], str | None] | None:
+    """For a run trained on answer-set prompts: rollout -> its canonical correct answer."""
+    from omegaconf import OmegaConf
+
+    from darling.tasks.answers import answer_in_set
+    from darling.tasks.prompts import builtin_path, load_prompts
+
+    path = OmegaConf.load(run_dir / "config.yaml").data.train_path or builtin_path("train")
+    prompts = {row.id: row for row in load_prompts(path)}
+    if not all(row.kind == "answers" for row in prompts.values()):
+        return None
+
+    def answer_of(rollout: dict) -> str | None:
+        row = prompts[rollout["prompt_id"]]
+        return answer_in_set(rollout["response"], row.answers, row.alias_map)[1]
+
+    return answer_of
 
 
 def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]]:

@@ -18,7 +18,7 @@ from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
-from darling.partition.unionfind import partition
+from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import builtin_path, load_prompts
@@ -122,7 +122,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     quality, quality_metrics = score_quality(
         quality_fn, [r.prompt for r in row_of], texts, row_of
     )
-    labels, pair_metrics = partition(texts, gids, classifier)
+    labels, pair_metrics = partition_rollouts(texts, gids, row_of, classifier)
     verifiable = all(r.kind in ("answers", "ground_truth") for r in rows)
     scored = ~np.isnan(quality)
     correct = quality[scored] >= 1.0 if verifiable else None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 
 
-def training_signal(rows: Iterable[Mapping]) -> dict[str, float]:
+def training_signal(
+    rows: Iterable[Mapping], answer_of: Callable[[Mapping], Hashable | None] | None = None
+) -> dict[str, float]:
     """Compare each rollout's advantage ``A_i`` with its quality-only advantage
     ``A^q_i = q_i - mean_{j in g} q_j`` (mean-centred GRPO on the same rollouts).
 
@@ -30,13 +32,22 @@ def training_signal(rows: Iterable[Mapping]) -> dict[str, float]:
       that quality being positive, the mean range of their advantages. With a binary quality GRPO
       gives every correct answer the same advantage (spread 0); a diversity term that favours rare
       correct answers widens it.
+
+    With ``answer_of`` (a rollout's canonical correct answer, ``None`` when it is not correct), the
+    partition is also checked against the answers, over pairs of correct rollouts of a group:
+    - ``signal/false_merge``: share of pairs with different answers that share a class;
+    - ``signal/false_split``: share of pairs with the same answer that are in different classes.
     """
     groups: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    answered: dict[tuple, list[tuple[Hashable, Hashable]]] = defaultdict(list)
     for row in rows:
         q = row.get("quality")
         if q is None or math.isnan(q):
             continue
         groups[(row["step"], row["group_id"])].append((float(q), float(row["advantage"])))
+        answer = answer_of(row) if answer_of else None
+        if answer is not None:
+            answered[(row["step"], row["group_id"])].append((answer, row["class"]))
     shifts, flips, spreads, flat = [], [], [], 0
     for members in groups.values():
         q, a = np.array(members).T
@@ -54,4 +65,22 @@ def training_signal(rows: Iterable[Mapping]) -> dict[str, float]:
         "signal/shift_mean": float(np.mean(shifts)) if shifts else float("nan"),
         "signal/sign_flip_share": float(np.mean(flips)) if flips else float("nan"),
         "signal/top_spread": float(np.mean(spreads)) if spreads else float("nan"),
+    } | (_class_agreement(answered.values()) if answer_of else {})
+
+
+def _class_agreement(groups: Iterable[list[tuple[Hashable, Hashable]]]) -> dict[str, float]:
+    """False-merge and false-split shares over within-group pairs of ``(answer, class)``."""
+    merged = different = split = same = 0
+    for members in groups:
+        for i, (answer_i, class_i) in enumerate(members):
+            for answer_j, class_j in members[i + 1:]:
+                if answer_i == answer_j:
+                    same += 1
+                    split += class_i != class_j
+                else:
+                    different += 1
+                    merged += class_i == class_j
+    return {
+        "signal/false_merge": merged / different if different else float("nan"),
+        "signal/false_split": split / same if same else float("nan"),
     }

@@ -25,7 +25,7 @@ from darling.diversity import class_metrics
 from darling.logprobs import response_logprobs
 from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
 from darling.models.frozen import check_frozen, frozen_state, weights_fingerprint
-from darling.partition.unionfind import partition
+from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
 from darling.rollout.base import RolloutEngine, Rollouts
@@ -103,7 +103,9 @@ class DarlingModule(L.LightningModule):
         texts = [rollouts.texts[i] for i in keep]
         gids = [rollouts.group_ids[i] for i in keep]
         with timer("partition"):
-            labels, pair_metrics = partition(texts, gids, self.classifier)
+            labels, pair_metrics = partition_rollouts(
+                texts, gids, [rows[rollouts.prompt_index[i]] for i in keep], self.classifier
+            )
             diversity, diversity_metrics = self.diversity_fn(texts, gids, labels=labels)
         rewards, reward_metrics = training_reward(quality[keep], diversity, gids, self.reward_spec)
         advantages = torch.zeros(len(rollouts.texts))
