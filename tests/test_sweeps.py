@@ -26,7 +26,7 @@ def test_diversity_weight_sweep():
 
 def test_experiment_sweep_differs_only_in_the_reward():
     cfg = _hydra_cfg("experiment")
-    assert "reward: grpo,darling,ngram,additive,grpo_std" in cfg
+    assert "reward: grpo,darling,ngram,additive,grpo_std,darling_answer" in cfg
 
 
 def test_slurm_sweep_uses_submitit():
