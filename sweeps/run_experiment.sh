@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reward comparison of docs/results.md, end to end: train the arms of sweeps/experiment.yaml
 # (five rewards and a follow-up, three seeds each) on the built-in training prompts, evaluate
-# every final policy and the base model on the held-out prompts (k = 16), then compare. Extra arguments go to every train and evaluate call, e.g.
+# every final policy and the base model on the held-out prompts (k = 16), then compare. Extra
+# arguments go to the train or evaluate calls they belong to (see the case below), e.g.
 #   bash sweeps/run_experiment.sh                    # the study (about 2.5 hours on 2 CPU cores)
 #   bash sweeps/run_experiment.sh model=tiny trainer.max_steps=1 rollout.max_new_tokens=4 \
 #        classifier=answer                           # a smoke test of the pipeline
