@@ -37,7 +37,7 @@ def test_slurm_sweep_uses_submitit():
 
 def test_run_experiment_trains_evaluates_compares_and_continues(tmp_path):
     env = {**os.environ, "EXPERIMENT_DIR": str(tmp_path), "EVAL_K": "4", "PYTHON": sys.executable}
-    args = ["hydra.sweeper.params.reward=grpo,darling", "hydra.sweeper.params.seed=0,1",
+    args = ["hydra.sweeper.params.reward='grpo,darling'", "hydra.sweeper.params.seed='0,1'",
             "model=tiny", "classifier=answer", "rollout.max_new_tokens=4",
             "rollout.n_per_prompt=4", "trainer.max_steps=1", "trainer.enable_progress_bar=false",
             "eval.max_prompts=2", "eval.embedder=null"]
