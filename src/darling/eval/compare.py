@@ -17,6 +17,8 @@ from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_tr
 from darling.eval.training_signal import training_signal
 
 TRAINING_CURVES = ("reward/quality_mean", "diversity/classes_per_group", "rollout/logp_mean")
+CURVE_WINDOW = 5
+"""Training curves are trailing means over this many steps."""
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -146,7 +148,8 @@ def compare(
     )
     curves_by_metric = training_curves(records)
     if curves_by_metric:
-        plot_training_curves(curves_by_metric, out_dir / "training_curves.png")
+        plot_training_curves(curves_by_metric, out_dir / "training_curves.png",
+                             f"{CURVE_WINDOW}-step trailing mean")
     return {"arms": table, "paired": paired, "out_dir": str(out_dir)}
 
 
@@ -195,8 +198,14 @@ def _answer_of(run_dir: Path) -> Callable[[dict], str | None] | None:
     return answer_of
 
 
-def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]]:
-    """Per-step mean and 95% interval over seeds of each arm's training metrics (metrics.csv)."""
+def training_curves(
+    records: list[dict[str, Any]], window: int = CURVE_WINDOW
+) -> dict[str, dict[str, tuple]]:
+    """Per-step mean and 95% interval over seeds of each arm's training metrics (metrics.csv).
+
+    Each run's series is first smoothed with a trailing mean over ``window`` steps (2 prompts per
+    step make single steps very noisy); the interval is then over the seeds' smoothed values.
+    """
     per_arm: dict[str, list[dict[str, dict[int, float]]]] = defaultdict(list)
     for record in records:
         run_dir = record["run"].get("run_dir")
@@ -205,7 +214,9 @@ def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]
         with (Path(run_dir) / "metrics.csv").open() as f:
             rows = list(csv.DictReader(f))
         per_arm[arm_of(record["run"])].append({
-            metric: {int(r["step"]): float(r[metric]) for r in rows if r.get(metric)}
+            metric: _trailing_mean(
+                {int(r["step"]): float(r[metric]) for r in rows if r.get(metric)}, window
+            )
             for metric in TRAINING_CURVES
         })
     series: dict[str, dict[str, tuple]] = defaultdict(dict)
@@ -217,3 +228,16 @@ def training_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple]
             stats = [mean_interval([r[metric][s] for r in runs]) for s in steps]
             series[metric][arm] = (steps, [m for m, _ in stats], [h for _, h in stats])
     return dict(series)
+
+
+def _trailing_mean(values: dict[int, float], window: int) -> dict[int, float]:
+    """``step -> mean of the values at the last `window` logged steps up to it``.
+
+    >>> _trailing_mean({0: 1.0, 1: 3.0, 2: 5.0}, 2)
+    {0: 1.0, 1: 2.0, 2: 4.0}
+    """
+    steps = sorted(values)
+    return {
+        s: float(np.mean([values[t] for t in steps[max(0, i - window + 1): i + 1]]))
+        for i, s in enumerate(steps)
+    }

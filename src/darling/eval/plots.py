@@ -42,8 +42,10 @@ def plot_quality_vs_distinct(
 def plot_training_curves(
     series: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]],
     path: str | Path,
+    note: str = "",
 ) -> Path:
-    """One panel per metric, one line per arm: ``series[metric][arm] = (steps, mean, half)``."""
+    """One panel per metric, one line per arm: ``series[metric][arm] = (steps, mean, half)``;
+    ``note`` is added to each panel's title."""
     metrics = list(series)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -52,7 +54,7 @@ def plot_training_curves(
             lower = [m - h for m, h in zip(mean, half, strict=True)]
             upper = [m + h for m, h in zip(mean, half, strict=True)]
             ax.fill_between(steps, lower, upper, alpha=0.15, color=line.get_color())
-        ax.set_title(metric, fontsize=9)
+        ax.set_title(f"{metric} ({note})" if note else metric, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
