@@ -14,6 +14,7 @@ import numpy as np
 
 from darling.partition.unionfind import partition
 from darling.tasks.answers import answer_in_set, extract_final_answer, normalise_answer
+from darling.tasks.prompts import row_aliases, row_field
 
 
 class KeyPartition:
@@ -40,9 +41,7 @@ class AnswerSetPartition(KeyPartition):
     def class_keys(self, texts: Sequence[str], rows: Sequence[Any]) -> list[Hashable]:
         keys: list[Hashable] = []
         for text, row in zip(texts, rows, strict=True):
-            answers = row["answers"] if isinstance(row, dict) else row.answers
-            aliases = row.get("aliases") if isinstance(row, dict) else row.alias_map
-            correct, canonical = answer_in_set(text, answers, dict(aliases or {}))
+            correct, canonical = answer_in_set(text, row_field(row, "answers"), row_aliases(row))
             keys.append(("answer", canonical) if correct else
                         ("other", normalise_answer(extract_final_answer(text))))
         return keys

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from darling.tasks.answers import MathVerifyError, answer_in_set, math_equivalent
+from darling.tasks.prompts import row_aliases, row_field
 
 
 class AnswerSetQuality:
@@ -21,7 +22,7 @@ class AnswerSetQuality:
         self, prompts: Sequence[str], completions: Sequence[str], rows: Sequence[Any], **kwargs
     ) -> list[float | None]:
         return [
-            float(answer_in_set(text, _field(row, "answers"), _aliases(row))[0])
+            float(answer_in_set(text, row_field(row, "answers"), row_aliases(row))[0])
             for text, row in zip(completions, rows, strict=True)
         ]
 
@@ -36,7 +37,7 @@ class MathVerifyQuality:
     def __call__(
         self, prompts: Sequence[str], completions: Sequence[str], rows: Sequence[Any], **kwargs
     ) -> list[float | None]:
-        return [_verify(text, _field(row, "ground_truth")) for text, row in zip(
+        return [_verify(text, row_field(row, "ground_truth")) for text, row in zip(
             completions, rows, strict=True
         )]
 
@@ -46,15 +47,3 @@ def _verify(text: str, ground_truth: str) -> float | None:
         return float(math_equivalent(text, ground_truth))
     except MathVerifyError:
         return None
-
-
-def _aliases(row: Any) -> dict[str, str] | None:
-    aliases = row.get("aliases") if isinstance(row, dict) else getattr(row, "alias_map", None)
-    return dict(aliases) if aliases else None
-
-
-def _field(row: Any, name: str) -> Any:
-    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
-    if value is None:
-        raise ValueError(f"prompt row {row!r} has no {name!r}: this quality needs it")
-    return value

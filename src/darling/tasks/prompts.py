@@ -48,6 +48,20 @@ class PromptRow:
         return dict(self.aliases)
 
 
+def row_field(row: Any, name: str) -> Any:
+    """``name`` of a prompt row (a ``PromptRow`` or a plain dict); a clear error if absent."""
+    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+    if value is None:
+        raise ValueError(f"prompt row {row!r} has no {name!r}, which this function needs")
+    return value
+
+
+def row_aliases(row: Any) -> dict[str, str] | None:
+    """A row's ``{alias: canonical}`` map (``None`` when it has none), from either row form."""
+    aliases = row.get("aliases") if isinstance(row, dict) else getattr(row, "alias_map", None)
+    return dict(aliases) if aliases else None
+
+
 def builtin_path(split: str) -> Path:
     """Path of the built-in open-ended verifiable task, split ``"train"`` or ``"heldout"``."""
     if split not in SPLITS:
