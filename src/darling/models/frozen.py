@@ -44,14 +44,14 @@ def frozen_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def check_frozen(policy: torch.nn.Module, saved: Sequence[float] | None) -> None:
-    """Raise if ``policy``'s frozen weights are not those a checkpoint was trained on."""
-    now = weights_fingerprint(frozen_state(policy).values())
-    if saved is not None and not fingerprints_match(saved, now):
+def check_frozen(saved: Sequence[float] | None, current: Sequence[float]) -> None:
+    """Raise if the frozen weights' fingerprint ``current`` is not the one a checkpoint saved
+    (``None``: a checkpoint from before fingerprints, nothing to check)."""
+    if saved is not None and not fingerprints_match(saved, current):
         raise ValueError(
             "the checkpoint was trained on other frozen (base) weights than this config loads "
-            f"(fingerprint {list(saved)} vs {now}); use the model config (model.*, seed) the run "
-            "was started with"
+            f"(fingerprint {list(saved)} vs {list(current)}); use the model config (model.*, "
+            "seed) the run was started with"
         )
 
 
@@ -63,7 +63,8 @@ def restore_policy(policy: torch.nn.Module, checkpoint: dict) -> None:
         for k, v in checkpoint["state_dict"].items()
         if k.startswith("policy.")
     }
-    check_frozen(policy, checkpoint.get("darling", {}).get("frozen_fingerprint"))
+    check_frozen(checkpoint.get("darling", {}).get("frozen_fingerprint"),
+                 weights_fingerprint(frozen_state(policy).values()))
     for key, value in frozen_state(policy).items():
         state.setdefault(key, value)
     policy.load_state_dict(state)

@@ -74,6 +74,7 @@ class DarlingModule(L.LightningModule):
         # A tuple keeps the frozen reference out of the module tree: it is not trained, not
         # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
         self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
+        self._fingerprint: list[float] | None = None
 
     @property
     def _reference(self) -> torch.nn.Module | None:
@@ -263,7 +264,7 @@ class DarlingModule(L.LightningModule):
         frozen = frozen_state(self.policy)
         checkpoint["darling"] = {
             "rollout_step": self.rollout_step,
-            "frozen_fingerprint": weights_fingerprint(frozen.values()),
+            "frozen_fingerprint": self._frozen_fingerprint(),
         }
         if not isinstance(self.trainer.strategy, FSDPStrategy):
             for name in frozen:
@@ -272,9 +273,18 @@ class DarlingModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["darling"]
         self.rollout_step = int(state["rollout_step"])
-        check_frozen(self.policy, state.get("frozen_fingerprint"))
+        saved = state.get("frozen_fingerprint")
+        check_frozen(saved, self._frozen_fingerprint())
+        if saved is None:  # an older checkpoint holds its frozen weights: fingerprint them later
+            self._fingerprint = None
         for name, value in frozen_state(self.policy).items():
             checkpoint["state_dict"].setdefault(f"policy.{name}", value)
+
+    def _frozen_fingerprint(self) -> list[float]:
+        """``weights_fingerprint`` of the frozen weights, computed once: they never change."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(frozen_state(self.policy).values())
+        return self._fingerprint
 
 
 def _rollout_records(
