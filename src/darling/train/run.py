@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
+from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
 from darling.models.loading import load_policy
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
 from darling.rollout.base import RolloutEngine, SamplingSpec
@@ -93,9 +94,10 @@ def require_module(module: str) -> None:
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     """``None`` -> fresh run (refused if ``run_dir`` already holds checkpoints, so nothing is
-    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; ``auto`` -> that file if it
-    exists, else a fresh run (one command that starts or continues a run, as a requeued job needs);
-    else an existing file."""
+    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; ``auto`` -> that checkpoint
+    if it exists, else a fresh run (one command that starts or continues a run, as a requeued job
+    needs); else an existing checkpoint. A checkpoint is a file (one process, DDP) or, under
+    ``trainer=fsdp``, a directory of shards with ``meta.pt``."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if ckpt_path == "auto":
         return resolve_checkpoint("last" if last.exists() else None, run_dir)
@@ -107,6 +109,14 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
             )
         return None
     path = last if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir():
+        if not is_sharded_checkpoint(path):
+            raise ValueError(
+                f"checkpoint directory {path} has no {METADATA_FILE}: it is not a complete "
+                f"sharded checkpoint; resume from another one in {path.parent} with "
+                "ckpt_path=<dir>"
+            )
+        return str(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
     if not zipfile.is_zipfile(path):
