@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 ENGINES = {
     "hf": ("darling.rollout.hf:HFRollout", ()),
-    "vllm": ("darling.rollout.vllm:VLLMRollout", ("gpu_memory_utilization", "enable_sleep_mode")),
+    "vllm": (
+        "darling.rollout.vllm:VLLMRollout",
+        ("gpu_memory_utilization", "enable_sleep_mode", "max_prompt_tokens", "dtype"),
+    ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
 EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
