@@ -86,13 +86,27 @@ class FakeLLM:
         self.released -= set(tags)
 
     def generate(self, prompts, params, use_tqdm):
+        """Greedy (every sample the same), or with ``FAKE_VLLM_LOG`` set, sampled as vLLM does:
+        the i-th sample of a request under ``seed + i``."""
         assert not self.released, f"sampling with {self.released} released"
+        sample = bool(os.environ.get("FAKE_VLLM_LOG"))
         return [
             SimpleNamespace(outputs=[
-                SimpleNamespace(token_ids=_greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
-            ] * sp.n)
+                SimpleNamespace(token_ids=_sampled(self.net, p["prompt_token_ids"], sp.max_tokens,
+                                                   sp.seed + i) if sample else
+                                _greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
+                for i in range(sp.n)
+            ])
             for p, sp in zip(prompts, params, strict=True)
         ]
+
+
+def _sampled(model, prompt_ids, max_tokens, seed):
+    ids = torch.tensor([prompt_ids])
+    torch.manual_seed(seed)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=0,
+                         max_new_tokens=max_tokens, min_new_tokens=max_tokens, pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
 
 
 @pytest.fixture

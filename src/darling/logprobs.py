@@ -19,7 +19,8 @@ def response_logprobs(
     temperature: float = 1.0,
     chunk: int = POSITIONS_PER_CHUNK,
 ) -> torch.Tensor:
-    """``log pi(y_t | x, y_<t) = z_t[y_t] / tau - logsumexp(z_t / tau)`` for every response position.
+    """``log pi(y_t | x, y_<t) = z_t[y_t] / tau - logsumexp(z_t / tau)`` at every response
+    position ``t``.
 
     ``input_ids``, ``attention_mask``: ``(B, P + T)`` with the (left-padded) prompt in the first
     ``P = response_start`` columns and the response after it. Logits ``z`` are divided by the
@@ -53,7 +54,9 @@ def response_logprobs(
     return torch.cat(pieces, dim=1)
 
 
-def _chosen_logprob(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+def _chosen_logprob(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """``(B, C, V)`` logits, ``(B, C)`` targets -> ``(B, C)`` float32 log-probabilities."""
     z = logits.float() / temperature
     return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, dim=-1)
