@@ -22,7 +22,7 @@ from darling.models import load_policy
 from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import weights_fingerprint
 from darling.models.tiny import build_tiny_llama
-from darling.train.run import resolve_checkpoint
+from darling.train.run import resolve_checkpoint, validate
 from darling.train.strategies import decoder_layers
 from tests.conftest import ROOT, TINY
 from tests.helpers import length_quality
@@ -196,6 +196,38 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
     assert logs[0][-1]["fingerprint"] == pytest.approx(
         weights_fingerprint(final[k] for k in initial))
     assert logs[0][1]["fingerprint"] != logs[0][0]["fingerprint"] != logs[0][2]["fingerprint"]
+
+
+# -- configs ----------------------------------------------------------------------------------
+def test_the_users_command_brings_the_scale_path_and_fails_at_once_without_a_gpu(compose_cfg):
+    cfg = compose_cfg("model=llama8b", "reward=darling")
+    assert cfg.trainer.strategy._target_ == "darling.train.strategies.fsdp2"
+    assert cfg.rollout.engine == "vllm" and cfg.trainer.devices == -1
+    assert cfg.trainer.precision == "32-true" and cfg.trainer.strategy.param_dtype == "bfloat16"
+    assert compose_cfg("model=llama8b", "trainer=cpu", "rollout=hf").rollout.engine == "hf"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU.*trainer=cpu rollout=hf"):
+            validate(cfg)
+
+
+def test_unbuilt_combinations_are_refused(compose_cfg):
+    cfg = compose_cfg(*TINY, *FSDP, "trainer.precision=bf16-true", "optim.optimizer=adamw_8bit")
+    with pytest.raises(ValueError) as err:
+        validate(cfg)
+    assert "trainer.precision=bf16-true" in str(err.value)
+    assert "adamw_8bit with trainer=fsdp" in str(err.value)
+
+
+@pytest.mark.slow
+def test_multirun_of_multi_process_runs_on_the_basic_launcher_is_refused(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "train.py", "-m", *TINY, "trainer=ddp_cpu", "seed=0,1",
+         f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode != 0
+    assert "sweeps" in out.stderr and "basic launcher" in out.stderr
+    assert not list(tmp_path.rglob("checkpoints"))
 
 
 # -- pieces -------------------------------------------------------------------------------------
