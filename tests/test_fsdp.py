@@ -230,6 +230,43 @@ def test_multirun_of_multi_process_runs_on_the_basic_launcher_is_refused(tmp_pat
     assert not list(tmp_path.rglob("checkpoints"))
 
 
+@pytest.mark.slow
+def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path):
+    out = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "OUT": str(tmp_path),
+                                                      "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["train_steps"] == 3 and result["train_step_s_median"] > 0
+    assert result["rollout_hf"]["tokens_per_s"] > 0
+
+
+def test_gpu_check_configuration_composes_and_only_lacks_the_gpu(compose_cfg):
+    """The overrides bench/gpu_check.sh passes on the GPU machine."""
+    cfg = compose_cfg("model=qwen2_5_0_5b_shape", "trainer=fsdp", "trainer.accelerator=gpu",
+                      "trainer.devices=1", "rollout=hf", "classifier=answer", "quality=callable",
+                      "quality.path=tests.helpers:length_quality", "optim.micro_batch_size=8")
+    assert cfg.trainer.strategy.param_dtype == "bfloat16" and cfg.model.dtype == "bfloat16"
+    if torch.cuda.is_available():
+        validate(cfg)
+    else:
+        with pytest.raises(ValueError) as err:
+            validate(cfg)
+        assert str(err.value).count("\n  ") == 1 and "no GPU" in str(err.value)
+
+
+def test_qwen2_5_shape_has_the_real_parameter_count():
+    from transformers import Qwen2Config
+
+    from darling.models.shaped import QWEN2_5_0_5B
+
+    with torch.device("meta"):
+        from transformers import Qwen2ForCausalLM
+
+        model = Qwen2ForCausalLM(Qwen2Config(**QWEN2_5_0_5B))
+    assert sum(p.numel() for p in model.parameters()) == 494_032_768  # Qwen2.5-0.5B's count
+
+
 # -- pieces -------------------------------------------------------------------------------------
 def test_decoder_layers_come_from_no_split_modules():
     model = build_tiny_llama(100)
