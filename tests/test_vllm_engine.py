@@ -8,16 +8,18 @@ outputs exactly when, and only when, the synced weights are the policy's merged 
 
 import copy
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
 
 from darling.models import load_policy
+from darling.models.frozen import weights_fingerprint
 from darling.models.merged import merged_weights
-from darling.models.tiny import build_tiny_llama
 from darling.rollout.base import SamplingSpec
 from darling.rollout.vllm import VLLMRollout
 from tests.conftest import ROOT
@@ -31,12 +33,27 @@ def _greedy(model, prompt_ids, max_tokens):
 
 
 class FakeLLM:
+    """Stand-in for ``vllm.LLM``. With ``FAKE_VLLM_LOG`` set (the multi-process test), each
+    engine appends, after every weight load, its rank and a fingerprint of all its weights to
+    ``$FAKE_VLLM_LOG/rank<RANK>.jsonl``."""
+
     def __init__(self, model, tokenizer, dtype, gpu_memory_utilization, enable_sleep_mode,
-                 tensor_parallel_size):
-        self.net = build_tiny_llama(FakeLLM.vocab, seed=1234)  # not the policy's weights
+                 tensor_parallel_size, distributed_executor_backend, load_format, max_model_len,
+                 seed):
+        from transformers import AutoConfig, LlamaForCausalLM
+
+        assert distributed_executor_backend == "external_launcher"
+        assert load_format == "dummy" and tensor_parallel_size == 1
+        assert int(os.environ["WORLD_SIZE"]) >= 1 and "MASTER_PORT" in os.environ
+        self.rank = int(os.environ["RANK"])
+        self.max_model_len, self.dtype = max_model_len, dtype
+        with torch.random.fork_rng():  # dummy weights: random, never the policy's
+            torch.manual_seed(1234)
+            self.net = LlamaForCausalLM(AutoConfig.from_pretrained(model))
         self.net.load_weights = self._load_weights
         self.released: set[str] = set()
         self.loads = 0
+        self.prefix_resets = 0
 
     def _load_weights(self, weights):
         assert "weights" not in self.released, "load_weights into released memory"
@@ -44,8 +61,17 @@ class FakeLLM:
         for name, tensor in weights:
             if name == "lm_head.weight" and name not in params:  # tied, as vLLM skips it
                 continue
+            assert tensor.shape == params[name].shape, (name, tensor.shape)  # whole, not a shard
             params[name].data.copy_(tensor)  # an unknown name is a KeyError, as in vLLM
         self.loads += 1
+        if os.environ.get("FAKE_VLLM_LOG"):
+            record = {"rank": self.rank, "load": self.loads,
+                      "fingerprint": weights_fingerprint(self.net.state_dict().values())}
+            with open(Path(os.environ["FAKE_VLLM_LOG"]) / f"rank{self.rank}.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def reset_prefix_cache(self):
+        self.prefix_resets += 1
 
     def apply_model(self, func):
         return [func(self.net)]
@@ -60,17 +86,34 @@ class FakeLLM:
         self.released -= set(tags)
 
     def generate(self, prompts, params, use_tqdm):
+        """Greedy (every sample the same), or with ``FAKE_VLLM_LOG`` set, sampled as vLLM does:
+        the i-th sample of a request under ``seed + i``."""
         assert not self.released, f"sampling with {self.released} released"
+        sample = bool(os.environ.get("FAKE_VLLM_LOG"))
         return [
             SimpleNamespace(outputs=[
-                SimpleNamespace(token_ids=_greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
-            ] * sp.n)
+                SimpleNamespace(token_ids=_sampled(self.net, p["prompt_token_ids"], sp.max_tokens,
+                                                   sp.seed + i) if sample else
+                                _greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
+                for i in range(sp.n)
+            ])
             for p, sp in zip(prompts, params, strict=True)
         ]
 
 
+def _sampled(model, prompt_ids, max_tokens, seed):
+    ids = torch.tensor([prompt_ids])
+    torch.manual_seed(seed)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=0,
+                         max_new_tokens=max_tokens, min_new_tokens=max_tokens, pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
+
+
 @pytest.fixture
 def fake_vllm(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # bind sets them: restore this process's state afterwards
+        monkeypatch.delenv(name)
     module = ModuleType("vllm")
     module.LLM = FakeLLM
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
@@ -81,7 +124,6 @@ def fake_vllm(monkeypatch):
 def lora_policy(compose_cfg):
     cfg = compose_cfg("model=tiny", "model.lora.enabled=true", "model.lora.r=4")
     policy, tokenizer = load_policy(cfg.model, seed=0)
-    FakeLLM.vocab = len(tokenizer)
     torch.manual_seed(0)
     for name, p in policy.named_parameters():
         if "lora_B" in name:  # peft starts B at zero; make the adapters change the outputs
@@ -96,7 +138,7 @@ def _merged_copy(policy):
 def test_sync_loads_the_merged_weights_and_leaves_the_policy_untouched(fake_vllm, lora_policy):
     policy, tokenizer = lora_policy
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5))
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5), dtype="float32")
     engine.bind(policy, tokenizer)
 
     expected = _merged_copy(policy).state_dict()
@@ -109,7 +151,7 @@ def test_sync_loads_the_merged_weights_and_leaves_the_policy_untouched(fake_vllm
 
 def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm, lora_policy):
     policy, tokenizer = lora_policy
-    engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4))
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4), dtype="float32")
     engine.bind(policy, tokenizer)
     prompts = ["Name a colour.", "Name a fruit, please."]
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -133,6 +175,22 @@ def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm,
     assert "weights" not in engine.llm.released
     assert engine.generate(prompts, [12, 13], seeds=[2, 3]).texts == expected_texts()
     assert engine.generate(prompts, [14, 15], seeds=[4, 5]).texts == expected_texts()  # no update
+
+
+def test_engine_is_sized_per_rank_and_resets_its_prefix_cache_without_sleep(fake_vllm,
+                                                                            lora_policy):
+    policy, tokenizer = lora_policy
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5), enable_sleep_mode=False,
+                         max_prompt_tokens=40)
+    engine.bind(policy, tokenizer)
+    assert engine.llm.max_model_len == 45 and engine.llm.dtype == "bfloat16"
+    assert engine.llm.rank == 0 and os.environ["WORLD_SIZE"] == "1"
+    assert engine.llm.prefix_resets == 1  # the first sync, in bind
+    engine.generate(["Name a colour."], [0], seeds=[0])
+    engine.sync()
+    assert engine.llm.prefix_resets == 2 and not engine.llm.released
+    with pytest.raises(ValueError, match="max_prompt_tokens=40"):
+        engine.generate(["word " * 60], [1], seeds=[1])
 
 
 def test_merged_weights_equals_peft_merge_without_modifying_bfloat16_base(lora_policy):

@@ -65,7 +65,7 @@ def run_dir_of(ckpt: str | Path) -> Path:
     """The run directory behind ``ckpt``: a run dir itself, the parent of its ``policy/``, or the
     run dir of a checkpoint file (``<run>/checkpoints/x.ckpt`` or ``<run>/x.ckpt``)."""
     path = Path(ckpt)
-    if path.is_file():
+    if path.is_file() or (path / "meta.pt").is_file():  # a file or a sharded checkpoint dir
         return path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return path.parent if path.name == "policy" else path
 

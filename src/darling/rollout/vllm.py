@@ -1,8 +1,22 @@
-"""Rollouts from a vLLM engine colocated with the policy on the same GPU (``rollout=vllm``).
+"""Rollouts from a vLLM engine colocated with the policy, one engine per training process
+(``rollout=vllm``).
 
-The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that ``sync`` hands the
-policy's tensors straight to vLLM's model, ``LLM.apply_model(lambda m: m.load_weights(...))``,
-without serialising them (tensor parallel size 1).
+Every rank starts its own in-process engine on its own GPU, the way TRL's colocate mode and verl's
+hybrid engine do: ``distributed_executor_backend="external_launcher"`` makes vLLM join the
+training job's ``torch.distributed`` world (read from ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``/``MASTER_PORT``, which ``bind`` sets from the running process group), with tensor
+parallel size 1 so each rank's engine holds the whole model and samples its own prompts.
+``load_format="dummy"``: the engine is built from the policy's config alone (written to a
+temporary directory with the tokenizer) and never reads hub weights, because ``sync`` overwrites
+every weight before the first sample anyway. ``max_model_len = rollout.max_prompt_tokens +
+rollout.max_new_tokens`` sizes the KV cache for what is sampled, not for the model's full context
+(Llama-3.1-8B's 131k positions do not fit ``gpu_memory_utilization=0.3``).
+
+Weights reach the engine in ``sync``: each weight is gathered whole (``DTensor.full_tensor()``
+under FSDP2: a collective, so every rank syncs at the same time), LoRA folded in
+(``darling.models.merged.merged_weights``), cast to the engine's dtype and handed to vLLM's
+``load_weights`` one tensor at a time, so no rank ever holds the whole state dict twice.
+The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so no tensor is serialised.
 
 With ``enable_sleep_mode`` the engine holds GPU memory only while it samples. One training step:
 
@@ -12,12 +26,19 @@ With ``enable_sleep_mode`` the engine holds GPU memory only while it samples. On
 
 Level 2 (not 1) because every update is followed by a sync that overwrites all weights, so
 backing them up to CPU memory (level 1) would copy the whole model twice per step for nothing.
+The caching allocator's free blocks are returned (``torch.cuda.empty_cache()``) before each wake,
+so vLLM can take back the memory the update used. Without sleep mode the KV cache survives the
+update, so its prefix cache (KV computed by the old weights) is reset after every sync.
 Needs the ``gpu`` extra (``pip install 'darling[gpu]'``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
+import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -26,34 +47,56 @@ import torch
 from darling.models.merged import merged_weights
 from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
 
 class VLLMRollout(RolloutEngine):
+    """Seeds: ``generate`` gets one seed per prompt and passes it as the request's seed; vLLM
+    samples the i-th of the ``n_per_prompt`` responses with ``seed + i``. Seeds of different
+    prompts must therefore be at least ``n_per_prompt`` apart, or sample i of one group and
+    sample i - 1 of the next would share a random stream (the caller spaces them)."""
+
     def __init__(
         self,
         sampling: SamplingSpec,
         gpu_memory_utilization: float = 0.3,
         enable_sleep_mode: bool = True,
+        max_prompt_tokens: int = 1024,
+        dtype: str = "bfloat16",
     ):
         super().__init__(sampling)
+        if dtype not in DTYPES:
+            raise ValueError(f"rollout.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_sleep_mode = enable_sleep_mode
+        self.max_prompt_tokens = max_prompt_tokens
+        self.dtype = dtype
         self.llm: Any = None
         self._asleep: set[str] = set()
         """Which of vLLM's memory pools ("weights", "kv_cache") are released right now."""
 
     def bind(self, model: torch.nn.Module, tokenizer) -> None:
         super().bind(model, tokenizer)
+        rank = set_rank_environment()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config_dir = tempfile.mkdtemp(prefix="darling-vllm-")  # config + tokenizer, no weights
+        weakref.finalize(self, shutil.rmtree, config_dir, True)
+        base.config.save_pretrained(config_dir)
+        tokenizer.save_pretrained(config_dir)
         self.llm = LLM(
-            model=base.config._name_or_path,
-            tokenizer=base.config._name_or_path,
-            dtype=str(next(base.parameters()).dtype).removeprefix("torch."),
+            model=config_dir,
+            tokenizer=config_dir,
+            load_format="dummy",
+            dtype=self.dtype,
+            max_model_len=self.max_prompt_tokens + self.sampling.max_new_tokens,
             gpu_memory_utilization=self.gpu_memory_utilization,
             enable_sleep_mode=self.enable_sleep_mode,
             tensor_parallel_size=1,
+            distributed_executor_backend="external_launcher",
+            seed=rank,
         )
         self.sync()
 
@@ -66,6 +109,14 @@ class VLLMRollout(RolloutEngine):
             self.sync()
         self._wake("kv_cache")
         tok = self.tokenizer
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        longest = max((len(ids) for ids in prompt_ids), default=0)
+        if longest > self.max_prompt_tokens:
+            raise ValueError(
+                f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
+                f"{self.max_prompt_tokens}; raise it (the KV cache is sized for prompt + "
+                "max_new_tokens)"
+            )
         params = [
             SamplingParams(
                 n=self.sampling.n_per_prompt,
@@ -76,7 +127,6 @@ class VLLMRollout(RolloutEngine):
             )
             for seed in seeds
         ]
-        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         outputs = self.llm.generate(
             [{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False
         )
@@ -88,14 +138,43 @@ class VLLMRollout(RolloutEngine):
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Copy the policy's current weights (LoRA folded in, see ``merged_weights``) into the vLLM
-        model."""
+        """Copy the policy's current weights (gathered whole, LoRA folded in, one tensor at a
+        time) into the vLLM model. Under FSDP2 every rank must call it together."""
         if self.llm is None:
             return
         self._wake("weights")
-        self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(merged_weights(self.model)))
+        dtype = DTYPES[self.dtype]
+        weights = ((name, tensor.to(dtype)) for name, tensor in merged_weights(self.model))
+        self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(weights))
+        if not self.enable_sleep_mode:
+            self.llm.reset_prefix_cache()
 
     def _wake(self, pool: str) -> None:
         if pool in self._asleep:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self.llm.wake_up(tags=[pool])
             self._asleep.discard(pool)
+
+
+def set_rank_environment() -> int:
+    """Export this process's place in the training job for vLLM's external launcher and return
+    its global rank: ``RANK``/``WORLD_SIZE`` from the running process group (one process without
+    one: rank 0 of 1), ``LOCAL_RANK`` from the CUDA device Lightning selected, and
+    ``MASTER_ADDR``/``MASTER_PORT`` kept when the launcher set them (else localhost and a free
+    port)."""
+    import torch.distributed as dist
+
+    running = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if running else 0
+    world = dist.get_world_size() if running else 1
+    local = torch.cuda.current_device() if torch.cuda.is_available() else int(
+        os.environ.get("LOCAL_RANK", 0)
+    )
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    return rank

@@ -4,31 +4,59 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import lightning as L
+
+from darling.models.merged import merged_weights
 
 log = logging.getLogger(__name__)
 
 
 class SavePolicy(L.Callback):
     """At the end of training, write the policy (LoRA merged) and tokenizer as safetensors to
-    ``<run dir>/policy`` so ``evaluate.py`` and ``transformers`` can load it directly."""
+    ``<run dir>/policy`` so ``evaluate.py`` and ``transformers`` can load it directly.
+
+    Every rank takes part: under sharding each weight is all-gathered in turn
+    (``darling.models.merged.merged_weights``), and rank 0 keeps the full tensors on the CPU and
+    writes one ``model.safetensors`` with the model's config. The directory appears atomically
+    (written into a temporary sibling, then renamed)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         policy = pl_module.policy
-        if hasattr(policy, "merge_and_unload"):
-            import copy
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        tied = bool(getattr(base.config, "tie_word_embeddings", False))
+        state = {}
+        for name, tensor in merged_weights(policy):
+            if trainer.is_global_zero and not (tied and name == "lm_head.weight"):
+                state[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        if trainer.is_global_zero:
+            write_policy(self.directory, state, base, pl_module.tokenizer)
+            log.info("saved the trained policy to %s", self.directory)
+        trainer.strategy.barrier()
 
-            policy = copy.deepcopy(policy).merge_and_unload()
-        policy.save_pretrained(self.directory, safe_serialization=True)
-        pl_module.tokenizer.save_pretrained(self.directory)
-        log.info("saved the trained policy to %s", self.directory)
+
+def write_policy(directory: Path, state: dict, model, tokenizer) -> None:
+    """``model.safetensors`` (``state``), the model's config and generation config and the
+    tokenizer, into ``directory``, replacing it atomically."""
+    from safetensors.torch import save_file
+
+    partial = directory.with_name(f".{directory.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    save_file(state, partial / "model.safetensors", metadata={"format": "pt"})
+    model.config.save_pretrained(partial)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if directory.exists():
+        shutil.rmtree(directory)
+    partial.rename(directory)
 
 
 class CheckpointOnSigterm(L.Callback):

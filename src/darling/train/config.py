@@ -54,6 +54,10 @@ class RolloutSpec(SamplingSpec):
     """vLLM only: share of GPU memory for its weights and KV cache."""
     enable_sleep_mode: bool = True
     """vLLM only: free the KV cache during the policy update."""
+    max_prompt_tokens: int = 1024
+    """vLLM only: longest prompt; the KV cache is sized for max_prompt_tokens + max_new_tokens."""
+    dtype: str = "bfloat16"
+    """vLLM only: the engine's weight dtype (the policy's weights are cast to it at each sync)."""
 
 
 @dataclass

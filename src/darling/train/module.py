@@ -18,7 +18,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.tensor import DTensor
 
 from darling.advantages import group_advantages
 from darling.diversity import class_metrics
@@ -30,6 +31,7 @@ from darling.quality.base import score_quality
 from darling.rewards import training_reward
 from darling.rollout.base import RolloutEngine, Rollouts
 from darling.train.data import PromptSchedule, chat_prompt
+from darling.train.strategies import FSDP2Strategy, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +156,25 @@ class DarlingModule(L.LightningModule):
     ) -> tuple[dict[str, float], float]:
         """``ppo_epochs x mini_batches`` optimiser steps on one rollout batch. Returns the mean
         loss metrics and the token-mean log-probability of the sampled responses before the
-        update (minus an entropy estimate: it rises as the policy sharpens)."""
+        update (minus an entropy estimate: it rises as the policy sharpens).
+
+        ``logp_old`` and ``logp_ref`` are computed ``optim.micro_batch_size`` sequences at a
+        time, like the gradient forwards, so no forward sees more than a micro-batch."""
         spec, opt = self.optim_spec, self.optimizers()
         ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
         mask, start = token_mask.to(self.device), rollouts.response_start
         temperature = self.engine.sampling.temperature
+        uses_reference = self._reference is not None or self._uses_lora_reference()
         with torch.no_grad():
-            logp_old = self._logprobs(self.policy, ids, attn, start, temperature)
-            logp_ref = (
-                self._reference_logprobs(ids, attn, start, temperature)
-                if self._reference is not None or self._uses_lora_reference()
-                else None
-            )
+            logp_old, logp_ref = [], []
+            for chunk in _micro_batches(np.arange(len(ids)), spec.micro_batch_size):
+                logp_old.append(self._logprobs(self.policy, ids[chunk], attn[chunk], start,
+                                               temperature))
+                if uses_reference:
+                    logp_ref.append(self._reference_logprobs(ids[chunk], attn[chunk], start,
+                                                             temperature))
+            logp_old = torch.cat(logp_old)
+            logp_ref = torch.cat(logp_ref) if uses_reference else None
         n = len(ids)
         sums: dict[str, float] = {}
         updates = 0
@@ -185,7 +194,6 @@ class DarlingModule(L.LightningModule):
         self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref
     ) -> dict[str, float]:
         spec = self.optim_spec
-        micro = spec.micro_batch_size or len(mb)
         # Token-mean over the mini-batch of *all* processes: DDP averages gradients over ranks,
         # so each rank weights its loss by world_size * local tokens / global tokens.
         world = self.trainer.world_size
@@ -195,7 +203,7 @@ class DarlingModule(L.LightningModule):
         mb_tokens = float(global_tokens.clamp_min(1)) / world
         stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
         opt.zero_grad()
-        for chunk in np.array_split(mb, max(1, -(-len(mb) // micro))):
+        for chunk in _micro_batches(mb, spec.micro_batch_size):
             share = float(mask[chunk].sum()) / mb_tokens  # token-mean over the whole mini-batch
             logp = self._logprobs(self.policy, ids[chunk], attn[chunk], start, temperature)
             policy_loss, clip_stats = ppo_clip_loss(
@@ -214,7 +222,11 @@ class DarlingModule(L.LightningModule):
             stats["total"] += float(loss.detach()) * share
             stats["clip_frac"] += clip_stats["clip_frac"] * share
             stats["approx_kl"] += clip_stats["approx_kl"] * share
+        # Under FSDP2 the gradients are DTensor shards: clip_grad_norm_ reduces the shard norms
+        # to the global norm before clipping, and full_tensor() gives that global value.
         grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable(), spec.grad_clip)
+        if isinstance(grad_norm, DTensor):
+            grad_norm = grad_norm.full_tensor()
         opt.step()
         stats["grad_norm"] = float(grad_norm)
         return stats
@@ -241,9 +253,25 @@ class DarlingModule(L.LightningModule):
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.policy.parameters() if p.requires_grad]
 
+    def configure_model(self) -> None:
+        """Under ``trainer=fsdp``: shard the policy (and a full-parameter reference) per decoder
+        layer over the data-parallel mesh (``darling.train.strategies``)."""
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, FSDP2Strategy):
+            return
+        mesh = self.device_mesh["data_parallel"]
+        shard_model(self.policy, mesh, strategy.sharding)
+        if self._reference is not None:
+            shard_model(self._reference, mesh, strategy.sharding)
+
     def on_fit_start(self) -> None:
         if self._reference is not None:
             self._reference.to(self.device)
+
+    def on_train_start(self) -> None:
+        """Bind the rollout engine here, not in ``on_fit_start``: Lightning restores a sharded
+        checkpoint after ``on_fit_start`` and before ``on_train_start``, so the engine (vLLM's
+        copy of the weights) starts from the restored policy."""
         self.engine.bind(self.policy, self.tokenizer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -260,13 +288,13 @@ class DarlingModule(L.LightningModule):
         """Add the data position; leave out frozen weights (a LoRA policy's base), which are
         rebuilt from the model spec on resume like the reference model, and keep their fingerprint
         so that a resume on other base weights fails instead of silently training another model.
-        Under FSDP the sharded checkpoint keeps every weight (its loader expects them all)."""
+        Under sharding the checkpoint keeps every weight (its loader expects them all)."""
         frozen = frozen_state(self.policy)
         checkpoint["darling"] = {
             "rollout_step": self.rollout_step,
             "frozen_fingerprint": self._frozen_fingerprint(),
         }
-        if not isinstance(self.trainer.strategy, FSDPStrategy):
+        if not isinstance(self.trainer.strategy, ModelParallelStrategy):
             for name in frozen:
                 checkpoint["state_dict"].pop(f"policy.{name}", None)
 
@@ -277,8 +305,9 @@ class DarlingModule(L.LightningModule):
         check_frozen(saved, self._frozen_fingerprint())
         if saved is None:  # an older checkpoint holds its frozen weights: fingerprint them later
             self._fingerprint = None
-        for name, value in frozen_state(self.policy).items():
-            checkpoint["state_dict"].setdefault(f"policy.{name}", value)
+        if "state_dict" in checkpoint:  # a sharded load has already restored every weight
+            for name, value in frozen_state(self.policy).items():
+                checkpoint["state_dict"].setdefault(f"policy.{name}", value)
 
     def _frozen_fingerprint(self) -> list[float]:
         """``weights_fingerprint`` of the frozen weights, computed once: they never change."""
@@ -308,6 +337,12 @@ def _rollout_records(
             "advantage": float(advantages[i]),
         })
     return records
+
+
+def _micro_batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """``rows`` split into consecutive chunks of at most ``size`` (0: one chunk). Every rank gets
+    the same number of chunks, as FSDP's collective forwards need."""
+    return np.array_split(rows, max(1, -(-len(rows) // size))) if size else [rows]
 
 
 def _prefixed(namespace: str, metrics: dict[str, float]) -> dict[str, float]:

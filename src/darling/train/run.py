@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
+from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
 from darling.models.loading import load_policy
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
 from darling.rollout.base import RolloutEngine, SamplingSpec
@@ -27,7 +28,10 @@ log = logging.getLogger(__name__)
 
 ENGINES = {
     "hf": ("darling.rollout.hf:HFRollout", ()),
-    "vllm": ("darling.rollout.vllm:VLLMRollout", ("gpu_memory_utilization", "enable_sleep_mode")),
+    "vllm": (
+        "darling.rollout.vllm:VLLMRollout",
+        ("gpu_memory_utilization", "enable_sleep_mode", "max_prompt_tokens", "dtype"),
+    ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
 EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
@@ -65,7 +69,7 @@ def validate(cfg: DictConfig) -> None:
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
-    errors = [message for ok, message in checks if not ok]
+    errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
@@ -82,6 +86,76 @@ def validate(cfg: DictConfig) -> None:
         require_module(module)
 
 
+def scale_errors(cfg: DictConfig) -> list[str]:
+    """What the distributed path refuses (nothing heavy is loaded yet): no GPU for a GPU config
+    (the hub-sized models bring trainer=fsdp and rollout=vllm), combinations not built, and a
+    basic-launcher multirun whose children would start several processes each."""
+    t, o = cfg.trainer, cfg.optim
+    sharded = isinstance(t.strategy, DictConfig) and str(t.strategy.get("_target_", "")).endswith(
+        "strategies.fsdp2")
+    errors = []
+    if t.accelerator in ("gpu", "cuda") and not _cuda_available():
+        errors.append(
+            f"trainer.accelerator={t.accelerator} but this machine has no GPU (model="
+            f"{cfg.model.name} brings trainer=fsdp rollout=vllm for GPU nodes). On the CPU pass "
+            "trainer=cpu rollout=hf with a small model (model=smollm2_135m or model=tiny), or "
+            "trainer=fsdp trainer.accelerator=cpu trainer.devices=2 "
+            "trainer.strategy.param_dtype=null to try the sharded path on CPU processes"
+        )
+    if sharded and str(t.precision) != "32-true":
+        errors.append(
+            f"trainer.precision={t.precision} with trainer=fsdp: keep 32-true (float32 master "
+            "weights) and set the compute dtype with trainer.strategy.param_dtype"
+        )
+    if sharded and o.optimizer == "adamw_8bit":
+        errors.append("optim.optimizer=adamw_8bit with trainer=fsdp is not built (bitsandbytes "
+                      "does not take sharded DTensor parameters); use optim.optimizer=adamw")
+    if _multirun_on_basic_launcher() and (_process_count(t) > 1):
+        errors.append(
+            f"a -m sweep with trainer.devices={t.devices} on Hydra's basic launcher: Lightning "
+            "starts each run's extra processes with this command line, -m included, so every "
+            "process would start the whole sweep. Launch each run as its own job with "
+            "--config-dir sweeps --config-name slurm (hydra-submitit-launcher), or sweep with "
+            "one process per run"
+        )
+    return errors
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _process_count(trainer: DictConfig) -> int:
+    """Processes one run starts: devices (-1 or "auto": every visible GPU) times nodes."""
+    devices = trainer.devices
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    if devices in (-1, "auto"):
+        devices = _visible_gpus() if trainer.accelerator in ("gpu", "cuda", "auto") else 1
+    elif not isinstance(devices, int):
+        devices = len(devices)
+    return max(1, devices) * trainer.num_nodes
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _multirun_on_basic_launcher() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN and "BasicLauncher" in str(
+        hydra_cfg.launcher.get("_target_", ""))
+
+
 def require_module(module: str) -> None:
     """Raise an ImportError naming the extra to install when ``module`` is missing."""
     if importlib.util.find_spec(module) is None:
@@ -93,9 +167,10 @@ def require_module(module: str) -> None:
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     """``None`` -> fresh run (refused if ``run_dir`` already holds checkpoints, so nothing is
-    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; ``auto`` -> that file if it
-    exists, else a fresh run (one command that starts or continues a run, as a requeued job needs);
-    else an existing file."""
+    overwritten); ``last`` -> the run dir's ``checkpoints/last.ckpt``; ``auto`` -> that checkpoint
+    if it exists, else a fresh run (one command that starts or continues a run, as a requeued job
+    needs); else an existing checkpoint. A checkpoint is a file (one process, DDP) or, under
+    ``trainer=fsdp``, a directory of shards with ``meta.pt``."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if ckpt_path == "auto":
         return resolve_checkpoint("last" if last.exists() else None, run_dir)
@@ -107,6 +182,14 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
             )
         return None
     path = last if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir():
+        if not is_sharded_checkpoint(path):
+            raise ValueError(
+                f"checkpoint directory {path} has no {METADATA_FILE}: it is not a complete "
+                f"sharded checkpoint; resume from another one in {path.parent} with "
+                "ckpt_path=<dir>"
+            )
+        return str(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
     if not zipfile.is_zipfile(path):

@@ -1,40 +1,140 @@
-"""Distributed strategies that need code, not just config."""
+"""FSDP2 (``fully_shard``) through Lightning's ``ModelParallelStrategy`` (``trainer=fsdp``).
+
+What is sharded: every parameter of the policy (one FSDP unit per decoder layer, plus the root
+unit for embeddings, final norm and head), its gradients and its AdamW state, and, with
+``optim.kl_coef > 0`` and no LoRA, the frozen reference the same way. Master weights are float32
+whatever ``model.dtype`` loads (a bf16 checkpoint is upcast shard by shard after sharding, so no
+rank ever holds a full float32 copy); ``param_dtype`` is only the compute dtype of the all-gathered
+weights (``MixedPrecisionPolicy``), gradients are reduced in ``reduce_dtype``.
+
+Why not ``precision=bf16-true``: with lr 1e-6 most AdamW updates ``lr * m / sqrt(v)`` are below
+half a bf16 ulp of the weight (2^-8 relative) and round to zero, and Adam's moments would be bf16
+too. Lightning's precision stays ``32-true``; the policy here does the casting.
+
+Activation checkpointing is ``model.gradient_checkpointing`` (transformers' own, non-reentrant),
+applied once; no wrapper is added here, so parameter names stay the transformers names that
+checkpoints, ``SavePolicy`` and vLLM's ``load_weights`` use.
+"""
 
 from __future__ import annotations
 
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 
-def fsdp(
-    layer_class_names: tuple[str, ...] = (
-        "LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"
-    ),
-    sharding_strategy: str = "FULL_SHARD",
-    activation_checkpointing: bool = True,
-    cpu_offload: bool = False,
-    state_dict_type: str = "sharded",
-) -> Any:
-    """Lightning ``FSDPStrategy`` wrapping each decoder layer (and checkpointing its activations).
+log = logging.getLogger(__name__)
 
-    Layer classes are looked up by name in transformers so one config serves Llama and Qwen.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ShardingSpec:
+    """How ``shard_model`` wraps a model (the ``trainer.strategy`` fields of ``trainer=fsdp``)."""
+
+    param_dtype: str | None = "bfloat16"
+    """Compute dtype of the gathered weights; None = the float32 master weights themselves."""
+    reduce_dtype: str | None = "float32"
+    """Dtype of the gradient reduce-scatter; None = ``param_dtype``."""
+    reshard_after_forward: bool = True
+    """Free the gathered weights after each layer's forward (ZeRO-3); False keeps them until the
+    backward (ZeRO-2: more memory, one all-gather less per layer)."""
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """``ModelParallelStrategy`` with a one-dimensional mesh: data parallel over every process,
+    no tensor parallelism. ``DarlingModule.configure_model`` shards with ``self.sharding``.
+
+    Sharded checkpoints are directories (one file per rank plus ``meta.pt``); a save is atomic:
+    the ranks write into a temporary sibling, then rank 0 renames it over the target, so a kill
+    during a save leaves the previous checkpoint intact.
     """
-    import transformers
-    from lightning.pytorch.strategies import FSDPStrategy
 
-    layers = set()
-    for name in layer_class_names:
-        for module in ("llama", "qwen2", "qwen3"):
-            cls = getattr(getattr(transformers.models, module, None), name, None) or getattr(
-                getattr(getattr(transformers.models, module, None), f"modeling_{module}", None),
-                name,
-                None,
+    def __init__(self, sharding: ShardingSpec, **kwargs: Any):
+        super().__init__(tensor_parallel_size=1, save_distributed_checkpoint=True, **kwargs)
+        self.sharding = sharding
+
+    def setup_environment(self) -> None:
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        super().setup_environment()
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options=None):
+        target = Path(self.broadcast(str(filepath)))
+        partial, old = _sibling(target, "partial"), _sibling(target, "old")
+        if self.global_rank == 0:
+            for leftover in (partial, old):
+                _remove(leftover)
+        self.barrier()
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        self.barrier()
+        if self.global_rank == 0:
+            if target.exists():
+                target.rename(old)
+            partial.rename(target)
+            _remove(old)
+        self.barrier()
+
+
+def fsdp2(
+    param_dtype: str | None = "bfloat16",
+    reduce_dtype: str | None = "float32",
+    reshard_after_forward: bool = True,
+) -> FSDP2Strategy:
+    """The ``trainer.strategy`` of ``trainer=fsdp`` (see ``ShardingSpec`` for the fields)."""
+    for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
+        if value is not None and value not in DTYPES:
+            raise ValueError(
+                f"trainer.strategy.{name}={value!r}: choose one of {sorted(DTYPES)} or null"
             )
-            if cls is not None:
-                layers.add(cls)
-    return FSDPStrategy(
-        auto_wrap_policy=layers,
-        activation_checkpointing_policy=layers if activation_checkpointing else None,
-        sharding_strategy=sharding_strategy,
-        cpu_offload=cpu_offload,
-        state_dict_type=state_dict_type,
+    return FSDP2Strategy(ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward))
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The module instances of ``model`` whose class is named in transformers'
+    ``_no_split_modules`` (the decoder layer of Llama, Qwen2, Qwen3, ...), in model order."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    layers = [m for m in base.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(
+            f"{type(base).__name__} names no decoder layer class in _no_split_modules "
+            f"({sorted(names)}); trainer=fsdp cannot tell which modules to shard"
+        )
+    return layers
+
+
+def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
+    """``fully_shard`` each decoder layer, then the root, over ``mesh``, and make the sharded
+    master weights float32 (in place; a model that is already sharded is left as it is)."""
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+    if isinstance(model, FSDPModule):
+        return
+    policy = MixedPrecisionPolicy(
+        param_dtype=DTYPES[spec.param_dtype] if spec.param_dtype else None,
+        reduce_dtype=DTYPES[spec.reduce_dtype] if spec.reduce_dtype else None,
     )
+    options = {"mesh": mesh, "mp_policy": policy}
+    for layer in decoder_layers(model):
+        fully_shard(layer, reshard_after_forward=spec.reshard_after_forward, **options)
+    fully_shard(model, reshard_after_forward=spec.reshard_after_forward, **options)
+    model.to(torch.float32)  # each rank upcasts its own shard only
+    # transformers' generate keeps every rank stepping until all ranks are done (each step is a
+    # collective all-gather); it looks for this flag, which its own FSDP2 helper sets.
+    for m in {model, model.get_base_model() if hasattr(model, "get_base_model") else model}:
+        m._is_fsdp_managed_module = True
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
