@@ -1,20 +1,38 @@
-"""Rollouts with Hugging Face ``generate`` on the policy itself (CPU and small GPU runs)."""
+"""Rollouts with Hugging Face ``generate`` on the policy itself (CPU and small GPU runs).
+
+All prompts of a call are sampled together, ``max_batch_sequences`` rows per ``generate`` call
+(left-padded prompts, each repeated ``n_per_prompt`` times). Sampling does not use ``generate``'s
+own sampler, whose random stream is shared by the whole batch: ``SeededSampler`` draws row ``b``'s
+token with row ``b``'s own generator, seeded ``seeds[p] + i`` for sample ``i`` of prompt ``p`` (the
+rule vLLM applies to a seeded request), and hands ``generate`` scores under which greedy decoding
+picks exactly that token. A group's rollouts therefore depend on its seed and its prompt only,
+not on which other prompts share the batch, the chunk size, or the process.
+
+The generation config is built from the rollout spec alone, with every logits processor neutral,
+so nothing of the model's own ``generation_config`` (repetition penalty, ``min_p``, ...) changes
+the distribution: rollouts are sampled from ``softmax(logits / temperature)`` (top-p filtered when
+``top_p < 1``), the distribution ``darling.logprobs.response_logprobs`` scores.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Sequence
 
 import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from darling.rollout.base import RolloutEngine, Rollouts, assemble_rollouts
+from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
 
 
 class HFRollout(RolloutEngine):
-    """Samples from the live policy, so there are no weights to sync.
+    """Samples from the live policy, so there are no weights to sync."""
 
-    Each prompt is sampled in its own ``generate`` call under its own seed, so a group's
-    rollouts do not depend on which other prompts share the batch (or the process).
-    """
+    def __init__(self, sampling: SamplingSpec, max_batch_sequences: int = 64):
+        super().__init__(sampling)
+        if max_batch_sequences < 1:
+            raise ValueError(f"rollout.max_batch_sequences={max_batch_sequences}: must be >= 1")
+        self.max_batch_sequences = max_batch_sequences
 
     @torch.no_grad()
     def generate(
@@ -22,29 +40,111 @@ class HFRollout(RolloutEngine):
     ) -> Rollouts:
         n, tok = self.sampling.n_per_prompt, self.tokenizer
         device = next(self.model.parameters()).device
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        rows = [(p, i) for p in range(len(prompts)) for i in range(n)]  # (prompt, sample)
+        eos = _eos_ids(self.model, tok)
+        config = sampling_generation_config(self.sampling.max_new_tokens, tok.pad_token_id, eos)
         was_training = self.model.training
         self.model.eval()
-        prompt_ids, responses = [], []
-        for prompt, seed in zip(prompts, seeds, strict=True):
-            ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-            torch.manual_seed(seed)
-            out = self.model.generate(
-                input_ids=ids.to(device),
-                attention_mask=torch.ones_like(ids, device=device),
-                do_sample=True,
-                temperature=self.sampling.temperature,
-                top_p=self.sampling.top_p,
-                top_k=0,
-                max_new_tokens=self.sampling.max_new_tokens,
-                num_return_sequences=n,
-                pad_token_id=tok.pad_token_id,
-            )  # (n, P_i + T_i)
-            prompt_ids.append(ids[0].tolist())
-            responses.append([row.tolist() for row in out[:, ids.shape[1] :].cpu()])
+        samples: list[list[int]] = []
+        for start in range(0, len(rows), self.max_batch_sequences):
+            chunk = rows[start : start + self.max_batch_sequences]
+            ids, mask = _left_pad([prompt_ids[p] for p, _ in chunk], tok.pad_token_id)
+            sampler = SeededSampler(
+                [seeds[p] + i for p, i in chunk], self.sampling.temperature, self.sampling.top_p
+            )
+            with neutral_generation_config(self.model, config):
+                out = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    generation_config=config,
+                    logits_processor=LogitsProcessorList([sampler]),
+                )  # (len(chunk), width + T)
+            samples += out[:, ids.shape[1] :].cpu().tolist()
         self.model.train(was_training)
-        return assemble_rollouts(
-            prompt_ids, responses, group_ids, tok, _eos_ids(self.model, tok)
-        )
+        responses = [samples[p * n : (p + 1) * n] for p in range(len(prompts))]
+        return assemble_rollouts(prompt_ids, responses, group_ids, tok, eos)
+
+
+class SeededSampler(LogitsProcessor):
+    """Draw each row's next token from ``softmax(scores / temperature)`` (top-p filtered) with
+    that row's own ``torch.Generator``; return scores that are 0 at the drawn token and ``-inf``
+    elsewhere, so that greedy decoding emits it. ``scores``: ``(B, V)`` -> ``(B, V)``."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float = 1.0):
+        self.seeds, self.temperature, self.top_p = list(seeds), temperature, top_p
+        self._generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._generators is None:  # on the scores' device, created at the first step
+            self._generators = [
+                torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds
+            ]
+        probs = torch.softmax(top_p_filter(scores.float() / self.temperature, self.top_p), -1)
+        tokens = torch.cat([
+            torch.multinomial(row, 1, generator=g)
+            for row, g in zip(probs, self._generators, strict=True)
+        ])  # (B,)
+        picked = torch.full_like(scores, float("-inf"))
+        return picked.scatter_(1, tokens[:, None], 0.0)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probability mass
+    reaches ``top_p`` (always the most likely one), set the rest to ``-inf``. ``(B, V)`` ->
+    ``(B, V)``; ``top_p >= 1`` returns ``logits`` unchanged.
+
+    >>> top_p_filter(torch.log(torch.tensor([[0.5, 0.3, 0.2]])), 0.7).exp().tolist()
+    [[0.5, 0.30000001192092896, 0.0]]
+    """
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    mass_before = probs.cumsum(-1) - probs  # mass of the more likely tokens
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+@contextlib.contextmanager
+def neutral_generation_config(model: torch.nn.Module, config: GenerationConfig):
+    """Within the block, ``model``'s own ``generation_config`` is ``config``.
+
+    ``generate`` fills every field a passed config leaves ``None`` from the model's
+    ``generation_config`` (repetition penalty, ``no_repeat_ngram_size``, bad words, forced
+    tokens, ...), so passing a config is not enough to keep them out: the model's is swapped.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = base.generation_config
+    base.generation_config = config
+    try:
+        yield
+    finally:
+        base.generation_config = saved
+
+
+def sampling_generation_config(
+    max_new_tokens: int, pad_token_id: int, eos_token_ids: Sequence[int]
+) -> GenerationConfig:
+    """The ``GenerationConfig`` for ``SeededSampler``: greedy over its scores, nothing else set,
+    so every processor that would reshape the distribution is off (see
+    ``neutral_generation_config``)."""
+    return GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_token_id,
+        eos_token_id=list(eos_token_ids),
+    )
+
+
+def _left_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)``, both ``(B, max length)``, padded on the left."""
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in sequences])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
+    return ids, mask
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:

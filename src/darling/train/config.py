@@ -50,6 +50,9 @@ class RolloutSpec(SamplingSpec):
 
     engine: str = "hf"
     """hf (transformers generate on the policy) | vllm (colocated engine, GPU)."""
+    max_batch_sequences: int = 64
+    """hf only: sequences sampled per ``generate`` call (prompts x n, chunked); results do not
+    depend on it, memory does."""
     gpu_memory_utilization: float = 0.3
     """vLLM only: share of GPU memory for its weights and KV cache."""
     enable_sleep_mode: bool = True

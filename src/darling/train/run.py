@@ -27,7 +27,7 @@ from darling.train.module import DarlingModule
 log = logging.getLogger(__name__)
 
 ENGINES = {
-    "hf": ("darling.rollout.hf:HFRollout", ()),
+    "hf": ("darling.rollout.hf:HFRollout", ("max_batch_sequences",)),
     "vllm": (
         "darling.rollout.vllm:VLLMRollout",
         ("gpu_memory_utilization", "enable_sleep_mode", "max_prompt_tokens", "dtype"),
