@@ -195,3 +195,35 @@ def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
     (row,) = _metrics(tmp_path)
     assert 1 <= float(row["diversity/classes_per_group"]) <= 4
     assert "diversity/pairs" not in row or not row["diversity/pairs"]  # no pair was scored
+
+
+def test_on_policy_update_reuses_the_gradient_forward(compose_cfg, tmp_path, monkeypatch):
+    """One epoch, one mini-batch: logp_old taken from the gradient forward (no separate no-grad
+    forward) gives the same losses, metrics and weights as the separate forward."""
+    from darling.train.module import DarlingModule
+
+    calls = {"n": 0}
+    logprobs = DarlingModule._logprobs
+
+    def counting(self, *args):
+        calls["n"] += 1
+        return logprobs(self, *args)
+
+    monkeypatch.setattr(DarlingModule, "_logprobs", counting)
+    overrides = [*TINY, "optim.micro_batch_size=3"]  # 8 rollouts -> 3 micro-batches
+    train(compose_cfg(*overrides), tmp_path / "shortcut")
+    shortcut_calls, calls["n"] = calls["n"], 0
+    monkeypatch.setattr(DarlingModule, "_on_policy", lambda self: False)
+    train(compose_cfg(*overrides), tmp_path / "separate")
+    assert (shortcut_calls, calls["n"]) == (2 * 3, 2 * 6)  # 2 steps x micro-batches x forwards
+
+    a = torch.load(tmp_path / "shortcut" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "separate" / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][name], rtol=0, atol=1e-6, msg=name)
+    cols = ["loss/policy", "loss/total", "loss/clip_frac", "loss/approx_kl", "loss/grad_norm",
+            "rollout/logp_mean", "reward/mean"]
+    for row_a, row_b in zip(_metrics(tmp_path / "shortcut"), _metrics(tmp_path / "separate"),
+                            strict=True):
+        for c in cols:
+            assert float(row_a[c]) == pytest.approx(float(row_b[c]), rel=1e-6, abs=1e-7), c

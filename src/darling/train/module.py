@@ -159,21 +159,27 @@ class DarlingModule(L.LightningModule):
         update (minus an entropy estimate: it rises as the policy sharpens).
 
         ``logp_old`` and ``logp_ref`` are computed ``optim.micro_batch_size`` sequences at a
-        time, like the gradient forwards, so no forward sees more than a micro-batch."""
+        time, like the gradient forwards, so no forward sees more than a micro-batch. With one
+        epoch and one mini-batch the update is on-policy: ``logp_old`` is then the detached
+        log-probability of the gradient forward itself (as TRL does), not a separate forward."""
         spec, opt = self.optim_spec, self.optimizers()
         ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
         mask, start = token_mask.to(self.device), rollouts.response_start
         temperature = self.engine.sampling.temperature
         uses_reference = self._reference is not None or self._uses_lora_reference()
+        on_policy = self._on_policy()
         with torch.no_grad():
             logp_old, logp_ref = [], []
             for chunk in _micro_batches(np.arange(len(ids)), spec.micro_batch_size):
-                logp_old.append(self._logprobs(self.policy, ids[chunk], attn[chunk], start,
-                                               temperature))
+                if not on_policy:
+                    logp_old.append(self._logprobs(self.policy, ids[chunk], attn[chunk], start,
+                                                   temperature))
                 if uses_reference:
                     logp_ref.append(self._reference_logprobs(ids[chunk], attn[chunk], start,
                                                              temperature))
-            logp_old = torch.cat(logp_old)
+            # on-policy: filled chunk by chunk by the gradient forward (_minibatch_step)
+            logp_old = torch.empty(mask.shape, device=self.device) if on_policy else (
+                torch.cat(logp_old))
             logp_ref = torch.cat(logp_ref) if uses_reference else None
         n = len(ids)
         sums: dict[str, float] = {}
@@ -181,7 +187,8 @@ class DarlingModule(L.LightningModule):
         for _ in range(spec.ppo_epochs):
             for mb in np.array_split(np.arange(n), spec.mini_batches):
                 stats = self._minibatch_step(
-                    opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref
+                    opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
+                    fill_old=on_policy,
                 )
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -191,8 +198,11 @@ class DarlingModule(L.LightningModule):
         )
 
     def _minibatch_step(
-        self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref
+        self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
+        fill_old: bool = False,
     ) -> dict[str, float]:
+        """One optimiser step over the rollouts ``mb``; with ``fill_old`` (on-policy) each
+        micro-batch's detached log-probs are first written into ``logp_old``."""
         spec = self.optim_spec
         # Token-mean over the mini-batch of *all* processes: DDP averages gradients over ranks,
         # so each rank weights its loss by world_size * local tokens / global tokens.
@@ -206,6 +216,8 @@ class DarlingModule(L.LightningModule):
         for chunk in _micro_batches(mb, spec.micro_batch_size):
             share = float(mask[chunk].sum()) / mb_tokens  # token-mean over the whole mini-batch
             logp = self._logprobs(self.policy, ids[chunk], attn[chunk], start, temperature)
+            if fill_old:
+                logp_old[chunk] = logp.detach()
             policy_loss, clip_stats = ppo_clip_loss(
                 logp, logp_old[chunk], advantages[chunk], mask[chunk],
                 spec.clip_low, spec.clip_high, spec.dual_clip,
@@ -230,6 +242,10 @@ class DarlingModule(L.LightningModule):
         opt.step()
         stats["grad_norm"] = float(grad_norm)
         return stats
+
+    def _on_policy(self) -> bool:
+        """One epoch over one mini-batch: the policy that sampled is the one being updated."""
+        return self.optim_spec.ppo_epochs == 1 and self.optim_spec.mini_batches == 1
 
     # -- models ----------------------------------------------------------------------------
     def _logprobs(self, model, ids, attn, start, temperature) -> torch.Tensor:
