@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,14 +25,22 @@ SHORT_ANSWER_MAX_WORDS = 5
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+SENTENCE_PUNCTUATION = ".,;:!?"
+"""Characters ``short_answer_words`` strips from the end of a token (``"lima."`` -> ``"lima"``)."""
 
 Pair = tuple[str, str]
 
 
 def short_answer_words(text: str) -> list[str]:
-    """Lower-cased words of ``text``, punctuation stripped (``"Banana."`` -> ``["banana"]``)."""
-    return _WORD.findall(text.lower())
+    """Lower-cased whitespace tokens of ``text`` (the authors' rule, spec section 2), each with
+    trailing sentence punctuation stripped; nothing inside a token is touched, so signs,
+    decimal points, fraction bars and thousands commas stay. A token made only of punctuation is
+    kept whole (``"!!!"`` stays ``"!!!"``).
+
+    >>> short_answer_words("Lima.  -1/2 2,000 !!!")
+    ['lima', '-1/2', '2,000', '!!!']
+    """
+    return [token.rstrip(SENTENCE_PUNCTUATION) or token for token in text.lower().split()]
 
 
 def short_answer_rule(text_a: str, text_b: str) -> bool | None:
@@ -43,12 +50,16 @@ def short_answer_rule(text_a: str, text_b: str) -> bool | None:
     equivalent iff ``2 * |shared lower-cased words| >= max(word counts)``. Returns ``None`` when
     the rule does not apply (either response is longer), so the model decides.
 
-    Words are compared after stripping punctuation so that ``"Banana"`` and ``"banana."`` match.
-    Two empty responses are equivalent (``0 >= 0``); an empty and a non-empty one are not.
+    Words are ``short_answer_words``: whitespace tokens with only trailing sentence punctuation
+    stripped, so ``"Banana"`` and ``"banana."`` match but ``"1/2"`` and ``"1/3"``, ``"-1"`` and
+    ``"1"`` do not. Two empty responses are equivalent (``0 >= 0``); an empty and a non-empty
+    one are not.
 
     >>> short_answer_rule("Lima", "lima.")
     True
     >>> short_answer_rule("Lima, Peru", "Quito")
+    False
+    >>> short_answer_rule("3.14", "3.15")
     False
     >>> short_answer_rule("one two three four five six", "one") is None
     True
