@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from darling.partition import (
-    AnswerMatchClassifier,
     CrossEncoderClassifier,
     EmbedOnceClassifier,
     JaccardClassifier,
@@ -27,7 +26,8 @@ from darling.partition import (
 )
 from darling.partition.base import register_backend
 from darling.partition.encoder import chunk_token_ids, default_encoder_path
-from darling.partition.lexical import canonical_math_answer, math_final_answer
+from darling.partition.keyed import MathAnswerPartition
+from darling.tasks.answers import canonical_math_answer, math_final_answer
 
 LONG = " ".join(f"word{k % 97} and" for k in range(5000))  # 10,000 words
 TEXTS = [
@@ -73,12 +73,11 @@ def cross_encoder(tiny_encoder) -> CrossEncoderClassifier:
     return CrossEncoderClassifier(model=tiny_encoder, max_length=64, epochs=1, batch_size=4)
 
 
-@pytest.fixture(params=["ngram", "jaccard", "answer", "embed_once", "cross_encoder"])
+@pytest.fixture(params=["ngram", "jaccard", "embed_once", "cross_encoder"])
 def classifier(request) -> PairClassifier:
     return {
         "ngram": lambda: NgramOverlapClassifier().fit(FIT_PAIRS, FIT_LABELS),
         "jaccard": lambda: JaccardClassifier().fit(FIT_PAIRS, FIT_LABELS),
-        "answer": AnswerMatchClassifier,
         "embed_once": lambda: request.getfixturevalue("fitted_embed_once"),
         "cross_encoder": lambda: request.getfixturevalue("cross_encoder"),
     }[request.param]()
@@ -206,8 +205,9 @@ def test_nan_scores_raise():
         (r"\boxed{-3}", "-3.0", True),
     ],
 )
-def test_answer_match_golden(a, b, same):
-    assert AnswerMatchClassifier().predict([(a, b)]).tolist() == [same]
+def test_math_answer_partition_golden(a, b, same):
+    labels, metrics = MathAnswerPartition().labels([a, b], ["g", "g"], None)
+    assert bool(labels[0] == labels[1]) is same and metrics == {}
 
 
 def test_answer_normalisation():

@@ -5,7 +5,14 @@ import pytest
 
 from darling.diversity import class_diversity
 from darling.partition.base import PairClassifier, short_answer_rule, short_answer_words
-from darling.partition.keyed import AnswerSetPartition, labels_from_keys, partition_rollouts
+from darling.partition.keyed import (
+    AnswerSetPartition,
+    ExactTextPartition,
+    MathAnswerPartition,
+    Partition,
+    labels_from_keys,
+    partition_rollouts,
+)
 from darling.partition.unionfind import partition, union_find_labels, within_group_pairs
 from darling.tasks.prompts import PromptRow
 
@@ -137,3 +144,27 @@ def test_distinct_short_numbers_are_not_merged_by_the_rule():
     # the rule alone decides short pairs: "1/2", "1/3", "-1", "1" are four classes
     labels, _ = partition(["1/2", "1/3", "-1", "1"], ["g"] * 4, FirstWordClassifier())
     assert labels.tolist() == [0, 1, 2, 3]
+
+
+def test_one_partition_protocol_for_pair_classifiers_and_key_partitions():
+    texts = [long("apple", 0), long("apple", 1), long("pear", 2), "7", r"\boxed{7}", "7.5"]
+    gids = [0, 0, 0, 1, 1, 1]
+    clf = FirstWordClassifier()
+    assert isinstance(clf, Partition) and isinstance(MathAnswerPartition(), Partition)
+    labels, metrics = partition_rollouts(texts[:3], gids[:3], None, clf)
+    assert labels.tolist() == [0, 0, 1] and metrics["pairs"] == 3
+    labels, metrics = partition_rollouts(texts[3:], gids[3:], None, MathAnswerPartition())
+    assert labels.tolist() == [0, 0, 1] and metrics == {}
+    labels, _ = partition_rollouts(["a", "a", "a ", "a"], [0, 0, 0, 1], None, ExactTextPartition())
+    assert labels.tolist() == [0, 0, 1, 2]  # equal texts of different groups stay apart
+    with pytest.raises(TypeError, match="labels"):
+        partition_rollouts(["a"], [0], None, object())
+    with pytest.raises(ValueError, match="prompt rows"):
+        partition_rollouts(["a", "b"], [0, 0], [None], ExactTextPartition())
+
+
+def test_math_answer_partition_is_linear_not_pairwise():
+    # 2,000 rollouts in one group: a pairwise check would compare ~2 million pairs
+    texts = [f"so the answer is {k % 3}" for k in range(2000)]
+    labels, _ = MathAnswerPartition().labels(texts, [0] * 2000, None)
+    assert labels[:6].tolist() == [0, 1, 2, 0, 1, 2] and labels.max() == 2

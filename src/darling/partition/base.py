@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from darling.partition.unionfind import partition
 
 SHORT_ANSWER_MAX_WORDS = 5
 """Spec section 2: the short-answer rule applies when both responses have at most 5 words."""
@@ -97,6 +99,17 @@ class PairClassifier:
             index[k] = (len(texts), len(texts) + 1)
             texts.extend((a, b))
         return self.predict_proba_indexed(texts, index)
+
+    def labels(
+        self,
+        texts: Sequence[str],
+        group_ids: Sequence[Hashable],
+        rows: Sequence[Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """The ``Partition`` protocol (``darling.partition.keyed``): classes are the connected
+        components of the within-group pairs with ``p > threshold_`` (``partition``); the
+        metrics summarise the pair probabilities. ``rows`` are not used."""
+        return partition(texts, group_ids, self)
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
@@ -178,7 +191,6 @@ _BUILTIN_MODULES = {
     "cross_encoder": "darling.partition.cross_encoder",
     "ngram": "darling.partition.lexical",
     "jaccard": "darling.partition.lexical",
-    "answer": "darling.partition.lexical",
 }
 """Modules of the built-in backends, imported by ``load_classifier`` on demand (so importing
 ``darling.partition`` does not import torch or transformers)."""
