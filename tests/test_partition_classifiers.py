@@ -7,6 +7,7 @@ pooling reference load the real MiniLM.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -263,3 +264,26 @@ def test_length_batches_keep_padding_low():
         padded = len(batch) * max(lengths[k] for k in batch)
         assert padded - sum(lengths[k] for k in batch) <= 0.25 * padded
     assert all(len(b) <= 3 for b in length_batches(lengths, batch_size=3))
+
+
+def test_folder_without_weights_is_refused_not_untrained(fitted_embed_once, cross_encoder,
+                                                         tmp_path):
+    for name, clf in (("embed", fitted_embed_once), ("cross", cross_encoder)):
+        saved = clf.save(tmp_path / name)
+        (saved / "model.safetensors").unlink()
+        with pytest.raises(FileNotFoundError, match="model.safetensors"):
+            load_classifier(saved)
+
+
+def test_trust_remote_code_only_from_the_users_config(cross_encoder, tmp_path):
+    saved = cross_encoder.save(tmp_path / "downloaded")
+    config = json.loads((saved / "config.json").read_text())
+    config["params"]["trust_remote_code"] = True  # a downloaded folder asking to run its code
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_classifier(saved)
+    assert load_classifier(saved, trust_remote_code=True).trust_remote_code is True
+    # a folder that does not ask gets the caller's value (default off), never its own
+    config["params"]["trust_remote_code"] = False
+    (saved / "config.json").write_text(json.dumps(config))
+    assert load_classifier(saved).trust_remote_code is False

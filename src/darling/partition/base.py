@@ -81,6 +81,10 @@ class PairClassifier:
     """
 
     backend: ClassVar[str] = ""
+    stores_weights: ClassVar[bool] = False
+    """Whether a saved classifier of this backend must have a ``model.safetensors`` (learned
+    tensors); ``load_classifier`` refuses a folder without it rather than score with an
+    untrained model."""
     applies_short_answer_rule: ClassVar[bool] = True
     """Whether pairs of short responses are decided by ``short_answer_rule`` before the model.
     Backends that compare final answers ("1/2" vs "0.50") turn it off."""
@@ -204,8 +208,14 @@ def register_backend(cls: type[PairClassifier]) -> type[PairClassifier]:
     return cls
 
 
-def load_classifier(directory: str | Path) -> PairClassifier:
-    """Load a classifier saved by ``PairClassifier.save``; clear errors name the path."""
+def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> PairClassifier:
+    """Load a classifier saved by ``PairClassifier.save``; clear errors name the path.
+
+    ``trust_remote_code`` (for the cross-encoder backend: run Python shipped with the model) comes
+    from the caller's own config only: a folder whose ``config.json`` asks for it is refused unless
+    the caller passes ``trust_remote_code=True`` (``classifier.trust_remote_code=true``), since a
+    downloaded folder could otherwise run its own code.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -227,8 +237,23 @@ def load_classifier(directory: str | Path) -> PairClassifier:
     if backend not in _BACKENDS:
         known = sorted(set(_BACKENDS) | set(_BUILTIN_MODULES))
         raise ValueError(f"{config_path} names backend {backend!r}; known backends: {known}")
-    classifier = _BACKENDS[backend](**params)
+    if "trust_remote_code" in params:
+        if params["trust_remote_code"] and not trust_remote_code:
+            raise ValueError(
+                f"{config_path} sets trust_remote_code=true, which would run Python code from "
+                f"the model files: refused. Only your own config may enable it: pass "
+                f"classifier.trust_remote_code=true if you trust {directory}"
+            )
+        params["trust_remote_code"] = trust_remote_code
+    cls = _BACKENDS[backend]
     weights = directory / WEIGHTS_FILE
+    if cls.stores_weights and not weights.is_file():
+        raise FileNotFoundError(
+            f"classifier {directory} (backend {backend!r}) has no {WEIGHTS_FILE}: its learned "
+            f"weights are missing, and an untrained {cls.__name__} would call every pair 0.5. "
+            "Copy the whole folder, or train one with train_classifier.py"
+        )
+    classifier = cls(**params)
     if weights.exists():
         try:
             classifier._load_state(load_file(str(weights)))

@@ -113,6 +113,7 @@ class EmbedOnceClassifier(PairClassifier):
     """
 
     backend = "embed_once"
+    stores_weights = True
 
     def __init__(
         self,
