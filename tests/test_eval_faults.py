@@ -177,3 +177,25 @@ def test_prompt_file_with_non_utf8_bytes_names_path_and_line(tmp_path):
     path.write_bytes(b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n')
     with pytest.raises(ValueError, match=r"prompts.jsonl: line 2: not UTF-8"):
         load_prompts(path)
+
+
+def test_plots_module_leaves_the_matplotlib_backend_alone(tmp_path):
+    # the raw rcParams value: get_backend() itself would resolve (and import pyplot)
+    code = ("import sys, matplotlib; raw = lambda: dict.__getitem__(matplotlib.rcParams, "
+            "'backend'); before = raw(); import darling.eval.plots as p; "
+            "assert raw() == before, (before, raw()); "
+            "assert 'matplotlib.pyplot' not in sys.modules; "
+            f"p.plot_pass_at_k({{'a': {{1: (0.5, 0.1), 2: (0.7, 0.1)}}}}, r'{tmp_path}/x.png')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def test_train_validate_refuses_an_api_key_in_place_of_its_name(compose_cfg):
+    from darling.train.run import validate
+
+    base = [o for o in TINY if not o.startswith("quality")]
+    cfg = compose_cfg(*base, "quality=judge", "quality.base_url=http://x", "quality.model=m",
+                      "quality.api_key_env=sk-abc123")
+    with pytest.raises(ValueError, match="NAME of an environment variable"):
+        validate(cfg)
