@@ -1,8 +1,11 @@
 """Extra measurements of a trained embed-once classifier on the NoveltyBench pairs.
 
-1. Chunking: validation ROC-AUC of the same weights with long responses chunked and pooled
+1. Validation metrics of the shipped classifier as it is (its saved threshold, the current
+   short-answer rule): ROC-AUC, F1, accuracy, precision and recall at the saved threshold, the
+   best-F1 and best-accuracy thresholds, and how many pairs the short-answer rule decided.
+2. Chunking: validation ROC-AUC of the same weights with long responses chunked and pooled
    (``chunking="pool"``, the default) versus truncated to the first 256-piece window.
-2. ``--lolo``: leave-one-labeller-out ROC-AUC of the head on *frozen* MiniLM embeddings (fit on
+3. ``--lolo``: leave-one-labeller-out ROC-AUC of the head on *frozen* MiniLM embeddings (fit on
    the pairs of seven labellers, scored on the eighth), next to the untrained cosine and Jaccard
    baselines, to see how far the classifier generalises across people rather than prompts.
 
@@ -17,10 +20,22 @@ import numpy as np
 import torch
 
 from darling.partition import DEFAULT_CLASSIFIER_DIR, load_classifier
+from darling.partition.base import short_answer_rule
 from darling.partition.calibration import roc_auc
 from darling.partition.embed_once import EmbedOnceClassifier, class_weights, pair_lexical_features
 from darling.partition.lexical import JaccardClassifier
 from darling.partition.pairs_data import load_pairs, split_by_prompt
+from darling.partition.training import evaluate_scores
+
+
+def validation_report(classifier, rows) -> dict[str, float]:
+    """Metrics of ``classifier`` at its saved ``threshold_`` on ``rows``, plus the share of pairs
+    the short-answer rule decided (no model involved)."""
+    pairs = [(r.text_a, r.text_b) for r in rows]
+    labels = [r.label for r in rows]
+    report = evaluate_scores(labels, classifier.predict_proba(pairs), classifier.threshold_)
+    report["rule_decided_pairs"] = sum(short_answer_rule(a, b) is not None for a, b in pairs)
+    return report
 
 
 def chunking_auc(classifier: EmbedOnceClassifier, rows) -> dict[str, float]:
@@ -76,7 +91,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = load_pairs(args.data)
     _, val = split_by_prompt(rows, args.val_fraction, args.seed)
-    auc = chunking_auc(load_classifier(args.classifier), val)
+    classifier = load_classifier(args.classifier)
+    report = validation_report(classifier, val)
+    print(f"validation ({len(val)} pairs) at the saved threshold {report['threshold']:.4f}: "
+          f"ROC-AUC {report['roc_auc']:.4f}, F1 {report['f1']:.4f}, "
+          f"accuracy {report['accuracy']:.4f}, precision {report['precision']:.4f}, "
+          f"recall {report['recall']:.4f}; best F1 {report['best_f1']:.4f} "
+          f"(threshold {report['best_f1_threshold']:.4f}), best accuracy "
+          f"{report['best_accuracy']:.4f} (threshold {report['best_accuracy_threshold']:.4f}); "
+          f"pairs decided by the short-answer rule: {report['rule_decided_pairs']}")
+    auc = chunking_auc(classifier, val)
     print(f"validation ROC-AUC, chunk+pool: {auc['pool']:.4f}, truncate: {auc['truncate']:.4f}")
     if args.lolo:
         table = leave_one_labeller_out(rows)

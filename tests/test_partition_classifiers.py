@@ -7,6 +7,7 @@ pooling reference load the real MiniLM.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -16,7 +17,6 @@ import pytest
 import torch
 
 from darling.partition import (
-    AnswerMatchClassifier,
     CrossEncoderClassifier,
     EmbedOnceClassifier,
     JaccardClassifier,
@@ -27,7 +27,8 @@ from darling.partition import (
 )
 from darling.partition.base import register_backend
 from darling.partition.encoder import chunk_token_ids, default_encoder_path
-from darling.partition.lexical import canonical_math_answer, math_final_answer
+from darling.partition.keyed import MathAnswerPartition
+from darling.tasks.answers import canonical_math_answer, math_final_answer
 
 LONG = " ".join(f"word{k % 97} and" for k in range(5000))  # 10,000 words
 TEXTS = [
@@ -73,12 +74,11 @@ def cross_encoder(tiny_encoder) -> CrossEncoderClassifier:
     return CrossEncoderClassifier(model=tiny_encoder, max_length=64, epochs=1, batch_size=4)
 
 
-@pytest.fixture(params=["ngram", "jaccard", "answer", "embed_once", "cross_encoder"])
+@pytest.fixture(params=["ngram", "jaccard", "embed_once", "cross_encoder"])
 def classifier(request) -> PairClassifier:
     return {
         "ngram": lambda: NgramOverlapClassifier().fit(FIT_PAIRS, FIT_LABELS),
         "jaccard": lambda: JaccardClassifier().fit(FIT_PAIRS, FIT_LABELS),
-        "answer": AnswerMatchClassifier,
         "embed_once": lambda: request.getfixturevalue("fitted_embed_once"),
         "cross_encoder": lambda: request.getfixturevalue("cross_encoder"),
     }[request.param]()
@@ -206,8 +206,9 @@ def test_nan_scores_raise():
         (r"\boxed{-3}", "-3.0", True),
     ],
 )
-def test_answer_match_golden(a, b, same):
-    assert AnswerMatchClassifier().predict([(a, b)]).tolist() == [same]
+def test_math_answer_partition_golden(a, b, same):
+    labels, metrics = MathAnswerPartition().labels([a, b], ["g", "g"], None)
+    assert bool(labels[0] == labels[1]) is same and metrics == {}
 
 
 def test_answer_normalisation():
@@ -263,3 +264,26 @@ def test_length_batches_keep_padding_low():
         padded = len(batch) * max(lengths[k] for k in batch)
         assert padded - sum(lengths[k] for k in batch) <= 0.25 * padded
     assert all(len(b) <= 3 for b in length_batches(lengths, batch_size=3))
+
+
+def test_folder_without_weights_is_refused_not_untrained(fitted_embed_once, cross_encoder,
+                                                         tmp_path):
+    for name, clf in (("embed", fitted_embed_once), ("cross", cross_encoder)):
+        saved = clf.save(tmp_path / name)
+        (saved / "model.safetensors").unlink()
+        with pytest.raises(FileNotFoundError, match="model.safetensors"):
+            load_classifier(saved)
+
+
+def test_trust_remote_code_only_from_the_users_config(cross_encoder, tmp_path):
+    saved = cross_encoder.save(tmp_path / "downloaded")
+    config = json.loads((saved / "config.json").read_text())
+    config["params"]["trust_remote_code"] = True  # a downloaded folder asking to run its code
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_classifier(saved)
+    assert load_classifier(saved, trust_remote_code=True).trust_remote_code is True
+    # a folder that does not ask gets the caller's value (default off), never its own
+    config["params"]["trust_remote_code"] = False
+    (saved / "config.json").write_text(json.dumps(config))
+    assert load_classifier(saved).trust_remote_code is False

@@ -106,3 +106,83 @@ def test_callable_quality_errors():
 
 def test_parse_score():
     assert parse_score("8") == 8.0 and parse_score("10/10") == 10.0 and parse_score("0") is None
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """The 'other host': records the headers of every request it gets, answers a score."""
+
+    seen: list[dict[str, str]] = []
+
+    def _answer(self):
+        self.seen.append(dict(self.headers))
+        payload = json.dumps({"choices": [{"message": {"content": "6"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's names
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("code", [302, 307])
+def test_judge_key_is_not_sent_to_another_host_on_redirect(monkeypatch, code):
+    other = _serve(_Recorder)
+    target = f"http://127.0.0.1:{other.server_port}/v1/chat/completions"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(code)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    judge_server = _serve(Redirect)
+    _Recorder.seen = []
+    monkeypatch.setenv("TEST_JUDGE_KEY", "secret-key")
+    judge = JudgeQuality(f"http://127.0.0.1:{judge_server.server_port}/v1", "m",
+                         api_key_env="TEST_JUDGE_KEY", timeout_s=2, retries=1, max_workers=1)
+    judge(["p"], ["c"], [None])
+    assert _Recorder.seen or code == 307  # urllib follows 302 for POST; 307 POST is not followed
+    for headers in _Recorder.seen:
+        assert "secret-key" not in json.dumps(headers)
+        assert "Authorization" not in headers
+    other.shutdown()
+    judge_server.shutdown()
+
+
+def test_redirect_origin_is_scheme_host_and_port():
+    from darling.quality.judge import _origin
+
+    assert _origin("http://a:80/x") == _origin("http://a/y") != _origin("http://a:81/x")
+    assert _origin("https://a/x") != _origin("http://a/x")
+
+
+def test_api_key_in_place_of_its_variable_name_is_refused_and_scrubbed(tmp_path):
+    from darling.quality.secrets import check_api_key_env, looks_like_secret
+
+    hydra = tmp_path / ".hydra"
+    hydra.mkdir()
+    (hydra / "overrides.yaml").write_text("- quality.api_key_env=sk-proj-abc123\n")
+    (hydra / "config.yaml").write_text("quality:\n  api_key_env: sk-proj-abc123\n")
+    with pytest.raises(ValueError, match="NAME of an environment variable"):
+        check_api_key_env({"api_key_env": "sk-proj-abc123"}, hydra)
+    for path in hydra.iterdir():
+        assert "sk-proj-abc123" not in path.read_text()
+    assert not looks_like_secret("OPENAI_API_KEY") and not looks_like_secret("_K2")
+    for value in ("sk-abc", "abc def", "a" * 65, "hf_abcdef", "1ABC", "key=value"):
+        assert looks_like_secret(value), value
+    check_api_key_env({"api_key_env": None}, hydra)
+    check_api_key_env({"api_key_env": "SOME_UNSET_VARIABLE_FOR_TEST"}, hydra)  # a warning only

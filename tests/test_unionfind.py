@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from darling.diversity import class_diversity
-from darling.partition.base import PairClassifier
-from darling.partition.keyed import AnswerSetPartition, labels_from_keys, partition_rollouts
+from darling.partition.base import PairClassifier, short_answer_rule, short_answer_words
+from darling.partition.keyed import (
+    AnswerSetPartition,
+    ExactTextPartition,
+    MathAnswerPartition,
+    Partition,
+    labels_from_keys,
+    partition_rollouts,
+)
 from darling.partition.unionfind import partition, union_find_labels, within_group_pairs
 from darling.tasks.prompts import PromptRow
 
@@ -104,3 +111,60 @@ def test_labels_from_keys_match_union_find_conventions():
     assert labels_from_keys(keys, groups).tolist() == [0, 1, 0, 2, 3]
     with pytest.raises(ValueError, match="3 keys for 2 group ids"):
         labels_from_keys(["x", "y", "z"], [0, 0])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # whitespace tokens, lower-cased, trailing sentence punctuation stripped (spec section 2)
+        ("Lima", "lima.", True),
+        ("Lima, Peru", "lima peru!", True),
+        ("1/2", "1/3", False),  # the old \w+ tokens {1, 2} vs {1, 3} shared one of two: "same"
+        ("3.14", "3.15", False),
+        ("-1", "1", False),  # the sign is part of the token
+        ("2,000", "2,500", False),
+        ("!!!", "???", False),  # punctuation-only tokens are kept whole
+        ("x = -1", "x = 1", True),  # 2 of 3 tokens shared: 2 * 2 >= 3
+        ("", "", True),
+        ("", "Lima", False),
+    ],
+)
+def test_short_answer_rule_golden(a, b, same):
+    assert short_answer_rule(a, b) is same
+    assert short_answer_rule(b, a) is same
+
+
+def test_short_answer_words_keep_signs_and_inner_characters():
+    assert short_answer_words("Lima.  -1/2 2,000 3.14! !!!") == [
+        "lima", "-1/2", "2,000", "3.14", "!!!"
+    ]
+
+
+def test_distinct_short_numbers_are_not_merged_by_the_rule():
+    # the rule alone decides short pairs: "1/2", "1/3", "-1", "1" are four classes
+    labels, _ = partition(["1/2", "1/3", "-1", "1"], ["g"] * 4, FirstWordClassifier())
+    assert labels.tolist() == [0, 1, 2, 3]
+
+
+def test_one_partition_protocol_for_pair_classifiers_and_key_partitions():
+    texts = [long("apple", 0), long("apple", 1), long("pear", 2), "7", r"\boxed{7}", "7.5"]
+    gids = [0, 0, 0, 1, 1, 1]
+    clf = FirstWordClassifier()
+    assert isinstance(clf, Partition) and isinstance(MathAnswerPartition(), Partition)
+    labels, metrics = partition_rollouts(texts[:3], gids[:3], None, clf)
+    assert labels.tolist() == [0, 0, 1] and metrics["pairs"] == 3
+    labels, metrics = partition_rollouts(texts[3:], gids[3:], None, MathAnswerPartition())
+    assert labels.tolist() == [0, 0, 1] and metrics == {}
+    labels, _ = partition_rollouts(["a", "a", "a ", "a"], [0, 0, 0, 1], None, ExactTextPartition())
+    assert labels.tolist() == [0, 0, 1, 2]  # equal texts of different groups stay apart
+    with pytest.raises(TypeError, match="labels"):
+        partition_rollouts(["a"], [0], None, object())
+    with pytest.raises(ValueError, match="prompt rows"):
+        partition_rollouts(["a", "b"], [0, 0], [None], ExactTextPartition())
+
+
+def test_math_answer_partition_is_linear_not_pairwise():
+    # 2,000 rollouts in one group: a pairwise check would compare ~2 million pairs
+    texts = [f"so the answer is {k % 3}" for k in range(2000)]
+    labels, _ = MathAnswerPartition().labels(texts, [0] * 2000, None)
+    assert labels[:6].tolist() == [0, 1, 2, 0, 1, 2] and labels.max() == 2

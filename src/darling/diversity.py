@@ -3,8 +3,9 @@
 Every aggregator is a callable ``(texts, group_ids, **context) -> (scores, metrics)`` that returns
 one raw score in [0, 1] per rollout (shape ``(N,)``, float64) and a metrics dict. The floor
 ``Norm(Div) = max(Div, floor)`` is applied by the fusion step, so that every aggregator gets the
-same treatment (see ``darling.fusion``). ``context`` may carry ``labels`` (class labels already
-computed for this batch) so that the partition is never computed twice.
+same treatment (see ``darling.fusion``). ``context`` carries ``labels`` (the class labels of this
+batch, computed once by the partition function) and ``quality`` (shape ``(N,)``, the quality
+scores, used by the correct-only partition diversity).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 from darling.groups import check_lengths, group_indices
 from darling.metrics.embedding import mean_pairwise_cosine_distance
 from darling.metrics.lexical import ngram_novelty_scores
-from darling.partition.unionfind import ScoresPairs, partition
 
 
 def class_diversity(labels: Sequence[int], group_ids: Sequence[Hashable]) -> np.ndarray:
@@ -59,26 +59,74 @@ def class_metrics(labels: Sequence[int], group_ids: Sequence[Hashable]) -> dict[
     }
 
 
+def correct_class_diversity(
+    labels: Sequence[int], group_ids: Sequence[Hashable], correct: Sequence[bool]
+) -> np.ndarray:
+    """Diversity among the correct rollouts only (spec section 3, the correct-only regime).
+
+    For a correct rollout i of a group with ``n_c`` correct rollouts,
+    ``Div_i = (n_c - |C_i ∩ correct|) / (n_c - 1)``: the share of the *other correct* rollouts
+    not in i's class. A wrong rollout gets 0 (the fusion floor then gives it ``Norm = floor``);
+    a group's only correct rollout gets 1.0 (it duplicates no correct answer). Shape ``(N,)``.
+
+    >>> # n=4, 3 correct; the first two correct are one class -> 1/2, 1/2, 1; the wrong one 0
+    >>> correct_class_diversity([0, 0, 1, 0], ["g"] * 4, [True, True, True, False]).tolist()
+    [0.5, 0.5, 1.0, 0.0]
+    """
+    labels = np.asarray(labels)
+    correct = np.asarray(correct, dtype=bool)
+    check_lengths(len(labels), group_ids, "labels")
+    check_lengths(len(correct), group_ids, "correctness values")
+    div = np.zeros(len(labels), dtype=np.float64)
+    for members in group_indices(group_ids).values():
+        right = members[correct[members]]
+        div[right] = class_diversity(labels[right], [0] * len(right))
+    return div
+
+
 class PartitionDiversity:
-    """Semantic diversity from the learned partition (DARLING): ``Div_i`` over classes found by
-    ``partition(texts, group_ids, classifier)``."""
+    """Semantic diversity from the partition (DARLING): ``Div_i = (n - |C_i|) / (n - 1)`` over the
+    classes the partition function found (``context["labels"]``).
+
+    ``correct_only=True`` is the spec's second verifiable regime (section 3): only rollouts with
+    ``quality >= correct_threshold`` (default 1.0, i.e. correct under a 0/1 verifier) are
+    compared; ``Div_i`` counts the other correct rollouts not in i's class, over
+    ``#correct - 1`` (``correct_class_diversity``), and every wrong rollout gets 0, so the fusion
+    floor applies to it. Classes are the batch's classes restricted to the correct rollouts: exact
+    for key partitions (``classifier=answer_set`` / ``answer``); with a pair classifier, two
+    correct rollouts that union-find joined only through a wrong one stay one class.
+    """
 
     __name__ = "partition"
 
-    def __init__(self, classifier: ScoresPairs | None = None):
-        self.classifier = classifier
+    def __init__(self, correct_only: bool = False, correct_threshold: float = 1.0):
+        self.correct_only = correct_only
+        self.correct_threshold = correct_threshold
 
     def __call__(
         self, texts: Sequence[str], group_ids: Sequence[Hashable], **context: Any
     ) -> tuple[np.ndarray, dict[str, float]]:
         check_lengths(len(texts), group_ids)
         labels = context.get("labels")
-        metrics: dict[str, float] = {}
         if labels is None:
-            if self.classifier is None:
-                raise ValueError("PartitionDiversity needs a classifier or precomputed labels")
-            labels, metrics = partition(texts, group_ids, self.classifier)
-        return class_diversity(labels, group_ids), metrics
+            raise ValueError(
+                "PartitionDiversity needs the batch's class labels: call it as "
+                "diversity_fn(texts, group_ids, labels=labels) after the partition"
+            )
+        if not self.correct_only:
+            return class_diversity(labels, group_ids), {}
+        quality = context.get("quality")
+        if quality is None:
+            raise ValueError(
+                "diversity.correct_only=true needs the quality of each rollout: call it as "
+                "diversity_fn(texts, group_ids, labels=labels, quality=quality)"
+            )
+        quality = np.asarray(quality, dtype=np.float64)
+        check_lengths(len(quality), group_ids, "quality scores")
+        correct = quality >= self.correct_threshold
+        return correct_class_diversity(labels, group_ids, correct), {
+            "correct_share": float(correct.mean()) if len(correct) else 0.0
+        }
 
 
 class NgramDiversity:

@@ -18,7 +18,7 @@ def group_indices(group_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
     {'b': [0, 2], 'a': [1]}
     """
     members: dict[Hashable, list[int]] = {}
-    for position, gid in enumerate(_as_list(group_ids)):
+    for position, gid in enumerate(as_list(group_ids)):
         members.setdefault(gid, []).append(position)
     return {gid: np.asarray(pos, dtype=np.int64) for gid, pos in members.items()}
 
@@ -29,7 +29,7 @@ def dense_group_index(group_ids: Sequence[Hashable]) -> np.ndarray:
     >>> dense_group_index(["x", "y", "x"]).tolist()
     [0, 1, 0]
     """
-    ids = _as_list(group_ids)
+    ids = as_list(group_ids)
     seen: dict[Hashable, int] = {}
     return np.asarray([seen.setdefault(g, len(seen)) for g in ids], dtype=np.int64)
 
@@ -42,7 +42,8 @@ def check_lengths(n: int, group_ids: Sequence[Hashable], what: str = "texts") ->
         )
 
 
-def _as_list(group_ids: Sequence[Hashable]) -> list[Hashable]:
+def as_list(group_ids: Sequence[Hashable]) -> list[Hashable]:
+    """A list of plain Python values from a list, tuple or array (``ndarray.tolist``)."""
     if hasattr(group_ids, "tolist"):
         return list(group_ids.tolist())
     return list(group_ids)

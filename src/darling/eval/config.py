@@ -22,6 +22,7 @@ class EvalSpec:
     ks: list[int] | None = None
     """Explicit k values (each <= k); default powers of two up to k."""
     max_prompts: int | None = None
+    """The first ``max_prompts`` prompts of the file; None: all of them (0 or less is refused)."""
     prompts_per_batch: int = 4
     utility: bool = False
     """NoveltyBench utility@k; needs quality scores on 1..10 (a judge)."""
@@ -53,9 +54,18 @@ def default_eval_dir(
     ckpt: str | None, model_name: str, k: int, seed: int, compare: Any = None
 ) -> str:
     """``<run dir>/eval-k<k>-seed<seed>`` for a checkpoint, ``evals/<model>-base-...`` for the
-    base model, ``<first compared path>/comparison`` when comparing."""
+    base model, ``<first compared path>/comparison`` when comparing.
+
+    Hydra creates this directory before the job starts, so a ``ckpt`` that does not exist is
+    refused here: otherwise ``ckpt=runs/x/checkpoints/last.ckpt`` would create a *directory*
+    named ``last.ckpt`` (and the run could no longer resume from it)."""
     if compare:
         return str(Path(str(compare[0])) / "comparison")
+    if ckpt and not Path(ckpt).exists():
+        raise FileNotFoundError(
+            f"ckpt={ckpt!r}: {Path(ckpt).resolve()} does not exist (pass a run directory from "
+            "runs/, its policy/ folder or a .ckpt file)"
+        )
     if ckpt:
         return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}")
     return f"evals/{model_name}-base-k{k}-seed{seed}"

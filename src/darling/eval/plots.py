@@ -1,21 +1,24 @@
-"""Comparison plots (matplotlib, headless)."""
+"""Comparison plots (matplotlib, headless).
+
+Figures are built with matplotlib's object-oriented API (``matplotlib.figure.Figure``), which
+renders to files without pyplot or a GUI backend: importing this module changes no global
+matplotlib state.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def plot_pass_at_k(
     curves: Mapping[str, Mapping[int, tuple[float, float]]], path: str | Path, title: str = ""
 ) -> Path:
     """One line per run/arm: ``curves[name][k] = (mean, half_width)``; log2 k axis."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, curve in curves.items():
         ks = sorted(curve)
         means = [curve[k][0] for k in ks]
@@ -33,7 +36,8 @@ def plot_quality_vs_distinct(
     y_label: str = "mean quality",
 ) -> Path:
     """One point per run/arm: ``(name, x, x_half_width, y, y_half_width)``."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, x, xerr, y, yerr in points:
         ax.errorbar([x], [y], xerr=[xerr], yerr=[yerr], marker="o", capsize=3, label=name)
     return _save(fig, ax, path, x_label, y_label)
@@ -47,7 +51,8 @@ def plot_training_curves(
     """One panel per metric, one line per arm: ``series[metric][arm] = (steps, mean, half)``;
     ``note`` is added to each panel's title."""
     metrics = list(series)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(metrics), 3.5))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for arm, (steps, mean, half) in series[metric].items():
             line = ax.plot(steps, mean, label=arm)[0]
@@ -60,7 +65,6 @@ def plot_training_curves(
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -72,5 +76,4 @@ def _save(fig, ax, path: str | Path, x_label: str, y_label: str) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)

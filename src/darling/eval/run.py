@@ -1,10 +1,20 @@
-"""``evaluate.py``: sample k responses per held-out prompt, score, partition, write a report."""
+"""``evaluate.py``: sample k responses per held-out prompt, score, partition, write a report.
+
+``evaluate`` = ``sample`` (the policy's k generations per prompt) -> ``write_generations`` (kept
+whatever happens next) -> ``score`` (quality, classes, verifier correctness, embeddings) ->
+``write_report`` (metrics over every generation, missing scores counted, never dropped).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import pickle
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +26,16 @@ from omegaconf import DictConfig, OmegaConf
 from darling.eval.config import run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
+from darling.metrics.passk import default_ks
 from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
 from darling.partition.keyed import partition_rollouts
-from darling.quality.base import score_quality
+from darling.quality.base import QualityFailure, score_quality
+from darling.quality.secrets import check_api_key_env
+from darling.quality.verifiers import verifier_correctness
 from darling.tasks.answers import answer_in_set
-from darling.tasks.prompts import builtin_path, load_prompts
+from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
 from darling.train.loggers import close_logger
 from darling.train.run import build_engine
@@ -59,6 +72,26 @@ def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     return run_dir, run_dir / "checkpoints" / "last.ckpt"
 
 
+def check_eval_config(cfg: DictConfig) -> None:
+    """Refuse bad evaluation settings before anything is loaded; messages say what to change."""
+    e, k = cfg.eval, cfg.eval.k
+    errors = []
+    if not isinstance(k, int) or k < 1:
+        errors.append(f"eval.k={k}: must be an integer >= 1 (samples per prompt)")
+    if e.max_prompts is not None and (not isinstance(e.max_prompts, int) or e.max_prompts < 1):
+        errors.append(f"eval.max_prompts={e.max_prompts}: must be null (all prompts) or >= 1")
+    if e.prompts_per_batch < 1:
+        errors.append(f"eval.prompts_per_batch={e.prompts_per_batch}: must be >= 1")
+    if e.ks and isinstance(k, int) and k >= 1:
+        bad = [x for x in e.ks if not 1 <= x <= k]
+        if bad:
+            errors.append(f"eval.ks={list(e.ks)}: {bad} outside 1..eval.k={k}")
+    if cfg.rollout.n_per_prompt != k:
+        errors.append(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
+    if errors:
+        raise ValueError("invalid evaluation config:\n  " + "\n  ".join(errors))
+
+
 def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """The policy to evaluate and a description of where it came from."""
     if cfg.ckpt is None:
@@ -82,33 +115,119 @@ def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, A
         tokenizer.padding_side = "left"
         return policy, tokenizer, info
     policy, tokenizer = load_policy(run_cfg.model, seed=int(run_cfg.seed))
-    restore_policy(policy, load_checkpoint(ckpt_file))
+    with checkpoint_errors(ckpt_file, run_cfg.model.name):
+        restore_policy(policy, load_checkpoint(ckpt_file))
     return _merged(policy), tokenizer, info
+
+
+@contextlib.contextmanager
+def checkpoint_errors(ckpt_file: Path, model_name: str) -> Iterator[None]:
+    """Turn the failures of reading and restoring a checkpoint into one short ``ValueError`` that
+    names the file: unreadable bytes (random or truncated; torch's own message suggests
+    ``weights_only=False``, which would run code from the file: never do that for an unknown
+    file), not a darling checkpoint, or weights of another model (summarised, not every key)."""
+    try:
+        yield
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(_unreadable(ckpt_file, err)) from None
+    except RuntimeError as err:
+        text = str(err)
+        if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+            raise ValueError(
+                f"ckpt={ckpt_file}: its weights do not fit the policy of its run "
+                f"(model {model_name!r}): {_key_summary(text)}. Pass the checkpoint of a darling "
+                "run of this model (its config.yaml must sit in the run directory)"
+            ) from None
+        raise ValueError(_unreadable(ckpt_file, err)) from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"ckpt={ckpt_file}: not a darling training checkpoint (no policy state_dict: "
+            f"{type(err).__name__}: {err}); pass runs/<run> or its checkpoints/last.ckpt"
+        ) from None
+
+
+def _unreadable(ckpt_file: Path, err: BaseException) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"ckpt={ckpt_file}: not a readable checkpoint ({first[:200]}); the file is corrupt, "
+        "truncated or not a torch checkpoint. Use the run's other checkpoint or policy/ folder"
+    )
+
+
+def _key_summary(message: str, shown: int = 3) -> str:
+    """The counts and first few names of missing / unexpected keys of a load_state_dict error."""
+    parts = []
+    for label in ("Missing key(s)", "Unexpected key(s)"):
+        start = message.find(label)
+        if start < 0:
+            continue
+        body = message[start:].split(":", 1)[1].split(". ", 1)[0]
+        keys = [k.strip().strip('"') for k in body.split(",") if k.strip()]
+        more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+        parts.append(f"{len(keys)} {label.split()[0].lower()} keys ({', '.join(keys[:shown])}"
+                     f"{more})")
+    if "size mismatch" in message:
+        parts.append(f"{message.count('size mismatch')} shape mismatches")
+    return "; ".join(parts) or message.splitlines()[0][:200]
 
 
 def _merged(policy: torch.nn.Module) -> torch.nn.Module:
     return policy.merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
 
 
+@dataclass
+class Samples:
+    """The k generations of each prompt, flat: ``texts``, ``group_ids`` (the prompt id) and
+    ``rows`` (the prompt row of each text), all of length N = prompts x k."""
+
+    texts: list[str]
+    group_ids: list[str]
+    rows: list[PromptRow]
+
+
+@dataclass
+class Scores:
+    """What the scorers said about each generation (arrays of shape ``(N,)``): ``quality`` (NaN
+    where the quality function failed), class ``labels``, ``correct`` from the prompts' verifier
+    (1/0, NaN where it failed; None for open prompts) and optional ``embeddings`` ``(N, D)``."""
+
+    quality: np.ndarray
+    labels: np.ndarray
+    correct: np.ndarray | None
+    embeddings: np.ndarray | None
+    metrics: dict[str, float]
+
+
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
-    """Write generations.jsonl, per_prompt.csv, metrics.json, metrics.csv and pass_at_k.png."""
-    out_dir = Path(out_dir)
+    """Sample, score and write: generations.jsonl, per_prompt.csv, metrics.json, metrics.csv and
+    pass_at_k.png. The generations are written before scoring, so a failing scorer loses none."""
+    check_eval_config(cfg)
+    check_api_key_env(cfg.quality)
     rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"))
-    if cfg.eval.max_prompts:
+    if cfg.eval.max_prompts is not None:
         rows = rows[: cfg.eval.max_prompts]
-    k = int(cfg.eval.k)
-    ks = list(cfg.eval.ks) if cfg.eval.ks else None
-    if ks and max(ks) > k:
-        raise ValueError(f"eval.ks={ks} asks for k={max(ks)} but only eval.k={k} samples are drawn")
     policy, tokenizer, info = load_eval_policy(cfg)
+    samples = sample(cfg, rows, policy, tokenizer)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_generations(out_dir / "generations.jsonl", samples)
+    try:
+        scores = score(cfg, samples)
+    except QualityFailure as err:
+        raise QualityFailure(
+            f"{err}; the {len(samples.texts)} generations are kept in "
+            f"{out_dir / 'generations.jsonl'}"
+        ) from err
+    write_generations(out_dir / "generations.jsonl", samples, scores)
+    return write_report(cfg, out_dir, samples, scores, info)
+
+
+def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, tokenizer: Any
+           ) -> Samples:
+    """``eval.k`` generations per prompt, ``eval.prompts_per_batch`` prompts per engine call."""
     policy.eval()
-    classifier = instantiate(cfg.classifier)
-    quality_fn = instantiate(cfg.quality)
-    if cfg.rollout.n_per_prompt != k:
-        raise ValueError(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
     engine = build_engine(cfg)
     engine.bind(policy, tokenizer)
-
     texts, gids, row_of = [], [], []
     batch = int(cfg.eval.prompts_per_batch)
     for start in range(0, len(rows), batch):
@@ -119,54 +238,84 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         texts += rollouts.texts
         gids += rollouts.group_ids
         row_of += [chunk[i] for i in rollouts.prompt_index]
+    return Samples(texts, gids, row_of)
 
+
+def score(cfg: DictConfig, samples: Samples) -> Scores:
+    """Quality, partition classes, verifier correctness and (optional) embeddings of every
+    generation. Nothing is dropped: a failed quality row stays as NaN (``evaluation_report``
+    counts it)."""
+    texts, rows = samples.texts, samples.rows
     quality, quality_metrics = score_quality(
-        quality_fn, [r.prompt for r in row_of], texts, row_of
+        instantiate(cfg.quality), [r.prompt for r in rows], texts, rows
     )
-    labels, pair_metrics = partition_rollouts(texts, gids, row_of, classifier)
-    verifiable = all(r.kind in ("answers", "ground_truth") for r in rows)
-    scored = ~np.isnan(quality)
-    correct = quality[scored] >= 1.0 if verifiable else None
+    if len(texts) and quality_metrics["failed_share"] == 1.0:
+        log.warning("the quality function failed on every one of the %d generations (an "
+                    "unreachable judge?): quality metrics are NaN; generations, classes and "
+                    "correctness are still reported", len(texts))
+    labels, pair_metrics = partition_rollouts(
+        texts, samples.group_ids, rows, instantiate(cfg.classifier)
+    )
+    verifiable = bool(rows) and all(r.kind in ("answers", "ground_truth") for r in rows)
+    correct = (
+        np.asarray([np.nan if c is None else c for c in verifier_correctness(texts, rows)])
+        if verifiable else None
+    )
     embeddings = instantiate(cfg.eval.embedder)(texts) if cfg.eval.embedder else None
-    keep = np.flatnonzero(scored)
-    summary, per_prompt = evaluation_report(
-        [texts[i] for i in keep],
-        [gids[i] for i in keep],
-        quality[keep],
-        labels[keep],
-        correct=correct,
-        embeddings=embeddings[keep] if embeddings is not None else None,
-        ks=ks,
-        utility_scores=bool(cfg.eval.utility),
-    )
-    summary["quality_missing"] = float((~scored).sum())
-    summary.update({f"partition/{k}": v for k, v in pair_metrics.items()})
-    summary["k"] = float(k)
+    return Scores(quality, labels, correct, embeddings,
+                  {**{f"partition/{k}": v for k, v in pair_metrics.items()}})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "generations.jsonl").open("w") as f:
-        for i, text in enumerate(texts):
-            row = row_of[i]
-            record = {
-                "group_id": gids[i],
-                "prompt": row.prompt,
-                "response": text,
-                "quality": None if np.isnan(quality[i]) else float(quality[i]),
-                "class": int(labels[i]),
+
+def write_generations(path: Path, samples: Samples, scores: Scores | None = None) -> None:
+    """One JSON line per generation: group id, prompt, response, the matched answer (answer-set
+    prompts) and, once scored, quality (null where it failed), verifier correctness and class."""
+    with path.open("w") as f:
+        for i, text in enumerate(samples.texts):
+            row = samples.rows[i]
+            record: dict[str, Any] = {
+                "group_id": samples.group_ids[i], "prompt": row.prompt, "response": text,
             }
+            if scores is not None:
+                record["quality"] = None if np.isnan(scores.quality[i]) else float(
+                    scores.quality[i])
+                if scores.correct is not None:
+                    c = scores.correct[i]
+                    record["correct"] = None if np.isnan(c) else bool(c)
+                record["class"] = int(scores.labels[i])
             if row.kind == "answers":
                 record["answer"] = answer_in_set(text, row.answers, row.alias_map)[1]
             f.write(json.dumps(record) + "\n")
+
+
+def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Scores,
+                 info: dict[str, Any]) -> dict[str, float]:
+    """The metrics of ``evaluation_report`` over every generation, written to metrics.json /
+    metrics.csv / per_prompt.csv (and pass_at_k.png, the logger) next to the generations."""
+    k = int(cfg.eval.k)
+    summary, per_prompt = evaluation_report(
+        samples.texts,
+        samples.group_ids,
+        scores.quality,
+        scores.labels,
+        correct=scores.correct,
+        embeddings=scores.embeddings,
+        ks=list(cfg.eval.ks) if cfg.eval.ks else default_ks(k),
+        utility_scores=bool(cfg.eval.utility),
+    )
+    summary.update(scores.metrics)
+    summary["k"] = float(k)
     _write_csv(out_dir / "per_prompt.csv", per_prompt)
     result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
               "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
     plots = []
-    if verifiable:
+    if scores.correct is not None:
         curve = {int(key.split("@")[1]): (v, 0.0) for key, v in summary.items()
-                 if key.startswith("pass@")}
-        plots.append(plot_pass_at_k({info.get("reward", "base"): curve}, out_dir / "pass_at_k.png"))
+                 if key.startswith("pass@") and not np.isnan(v)}
+        if curve:
+            plots.append(plot_pass_at_k({info.get("reward", "base"): curve},
+                                        out_dir / "pass_at_k.png"))
     if cfg.logger:
         _log_to_logger(instantiate(cfg.logger, save_dir=str(out_dir)), summary, out_dir, plots)
     log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()

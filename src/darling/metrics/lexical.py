@@ -17,7 +17,13 @@ NGRAM_NOVELTY_N = 4
 """The authors' lexical baseline uses 4-grams (spec section 5)."""
 
 
-def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """The n-grams of a token list, in order, repeats kept (empty when shorter than ``n``); the
+    one n-gram helper of darling (the partition's lexical features use it too).
+
+    >>> ngrams(["a", "b", "c"], 2)
+    [('a', 'b'), ('b', 'c')]
+    """
     return list(zip(*(tokens[i:] for i in range(n)), strict=False))
 
 
@@ -37,7 +43,7 @@ def distinct_n(
     check_lengths(len(texts), group_ids)
     per_group: dict[Hashable, float] = {}
     for gid, members in group_indices(group_ids).items():
-        grams = [g for i in members for g in _ngrams(texts[i].lower().split(), n)]
+        grams = [g for i in members for g in ngrams(texts[i].lower().split(), n)]
         per_group[gid] = len(set(grams)) / len(grams) if grams else 0.0
     mean = float(np.mean(list(per_group.values()))) if per_group else math.nan
     return per_group, {"distinct_n_mean": mean}
@@ -63,7 +69,7 @@ def ngram_novelty_scores(
     check_lengths(len(texts), group_ids)
     scores = np.zeros(len(texts), dtype=np.float64)
     for members in group_indices(group_ids).values():
-        gram_sets = {int(i): set(_ngrams(texts[i].split(), n)) for i in members}
+        gram_sets = {int(i): set(ngrams(texts[i].split(), n)) for i in members}
         owners = Counter(g for grams in gram_sets.values() for g in grams)
         for i, grams in gram_sets.items():
             positions = len(texts[i].split()) - n + 1

@@ -16,7 +16,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from darling.groups import check_lengths, group_indices
+from darling.groups import as_list, check_lengths, group_indices
 
 PATIENCE = 0.8
 """NoveltyBench's patience p: the weight of generation i is p^(i-1)."""
@@ -30,7 +30,7 @@ def distinct_k(
     >>> distinct_k(["x", "x", "y", "x"], [0, 0, 0, 1])
     ({0: 2, 1: 1}, {'distinct_k_mean': 1.5})
     """
-    labels = _as_list(labels)
+    labels = as_list(labels)
     check_lengths(len(labels), group_ids, "labels")
     per_group = {
         gid: len({labels[i] for i in members}) for gid, members in group_indices(group_ids).items()
@@ -46,7 +46,7 @@ def correct_distinct_k(
     >>> correct_distinct_k(["x", "x", "y", "z"], [False, True, False, True], ["g"] * 4)
     ({'g': 2}, {'correct_distinct_k_mean': 2.0})
     """
-    labels = _as_list(labels)
+    labels = as_list(labels)
     correct = np.asarray(correct, dtype=bool)
     check_lengths(len(labels), group_ids, "labels")
     check_lengths(len(correct), group_ids, "correctness values")
@@ -81,7 +81,7 @@ def utility_k(
     """
     if not 0 < patience <= 1:
         raise ValueError(f"patience must be in (0, 1], got {patience}")
-    labels = _as_list(labels)
+    labels = as_list(labels)
     check_lengths(len(labels), group_ids, "labels")
     check_lengths(len(scores), group_ids, "scores")
     score_list = [_score(s, position) for position, s in enumerate(scores)]
@@ -120,6 +120,3 @@ def _score(value: float | None, position: int) -> float | None:
 def _mean(per_group: dict[Hashable, float]) -> float:
     return float(np.mean(list(per_group.values()))) if per_group else math.nan
 
-
-def _as_list(values: Sequence[Hashable]) -> list[Hashable]:
-    return list(values.tolist()) if hasattr(values, "tolist") else list(values)

@@ -3,8 +3,12 @@
 ``import darling.partition`` is cheap: the classifier backends (torch, transformers) are imported
 on first attribute access, and no encoder is loaded until a classifier scores or fits.
 
->>> from darling.partition import load_default_classifier, partition  # doctest: +SKIP
->>> labels, metrics = partition(texts, group_ids, load_default_classifier())  # doctest: +SKIP
+Every partition function implements ``labels(texts, group_ids, rows) -> (labels, metrics)``
+(``Partition``): the pair classifiers (``PairClassifier``, merged by union-find) and the key
+partitions (``AnswerSetPartition``, ``MathAnswerPartition``, ``ExactTextPartition``).
+
+>>> from darling.partition import load_default_classifier  # doctest: +SKIP
+>>> labels, metrics = load_default_classifier().labels(texts, group_ids)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ _LAZY = {
     "EmbedOnceClassifier": "darling.partition.embed_once",
     "CrossEncoderClassifier": "darling.partition.cross_encoder",
     "NgramOverlapClassifier": "darling.partition.lexical",
-    "AnswerMatchClassifier": "darling.partition.lexical",
     "JaccardClassifier": "darling.partition.lexical",
+    "Partition": "darling.partition.keyed",
+    "KeyPartition": "darling.partition.keyed",
+    "AnswerSetPartition": "darling.partition.keyed",
+    "MathAnswerPartition": "darling.partition.keyed",
+    "ExactTextPartition": "darling.partition.keyed",
 }
 
 __all__ = [

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from darling.partition.unionfind import partition
 
 SHORT_ANSWER_MAX_WORDS = 5
 """Spec section 2: the short-answer rule applies when both responses have at most 5 words."""
@@ -26,14 +27,22 @@ SHORT_ANSWER_MAX_WORDS = 5
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+SENTENCE_PUNCTUATION = ".,;:!?"
+"""Characters ``short_answer_words`` strips from the end of a token (``"lima."`` -> ``"lima"``)."""
 
 Pair = tuple[str, str]
 
 
 def short_answer_words(text: str) -> list[str]:
-    """Lower-cased words of ``text``, punctuation stripped (``"Banana."`` -> ``["banana"]``)."""
-    return _WORD.findall(text.lower())
+    """Lower-cased whitespace tokens of ``text`` (the authors' rule, spec section 2), each with
+    trailing sentence punctuation stripped; nothing inside a token is touched, so signs,
+    decimal points, fraction bars and thousands commas stay. A token made only of punctuation is
+    kept whole (``"!!!"`` stays ``"!!!"``).
+
+    >>> short_answer_words("Lima.  -1/2 2,000 !!!")
+    ['lima', '-1/2', '2,000', '!!!']
+    """
+    return [token.rstrip(SENTENCE_PUNCTUATION) or token for token in text.lower().split()]
 
 
 def short_answer_rule(text_a: str, text_b: str) -> bool | None:
@@ -43,12 +52,16 @@ def short_answer_rule(text_a: str, text_b: str) -> bool | None:
     equivalent iff ``2 * |shared lower-cased words| >= max(word counts)``. Returns ``None`` when
     the rule does not apply (either response is longer), so the model decides.
 
-    Words are compared after stripping punctuation so that ``"Banana"`` and ``"banana."`` match.
-    Two empty responses are equivalent (``0 >= 0``); an empty and a non-empty one are not.
+    Words are ``short_answer_words``: whitespace tokens with only trailing sentence punctuation
+    stripped, so ``"Banana"`` and ``"banana."`` match but ``"1/2"`` and ``"1/3"``, ``"-1"`` and
+    ``"1"`` do not. Two empty responses are equivalent (``0 >= 0``); an empty and a non-empty
+    one are not.
 
     >>> short_answer_rule("Lima", "lima.")
     True
     >>> short_answer_rule("Lima, Peru", "Quito")
+    False
+    >>> short_answer_rule("3.14", "3.15")
     False
     >>> short_answer_rule("one two three four five six", "one") is None
     True
@@ -68,6 +81,10 @@ class PairClassifier:
     """
 
     backend: ClassVar[str] = ""
+    stores_weights: ClassVar[bool] = False
+    """Whether a saved classifier of this backend must have a ``model.safetensors`` (learned
+    tensors); ``load_classifier`` refuses a folder without it rather than score with an
+    untrained model."""
     applies_short_answer_rule: ClassVar[bool] = True
     """Whether pairs of short responses are decided by ``short_answer_rule`` before the model.
     Backends that compare final answers ("1/2" vs "0.50") turn it off."""
@@ -86,6 +103,17 @@ class PairClassifier:
             index[k] = (len(texts), len(texts) + 1)
             texts.extend((a, b))
         return self.predict_proba_indexed(texts, index)
+
+    def labels(
+        self,
+        texts: Sequence[str],
+        group_ids: Sequence[Hashable],
+        rows: Sequence[Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """The ``Partition`` protocol (``darling.partition.keyed``): classes are the connected
+        components of the within-group pairs with ``p > threshold_`` (``partition``); the
+        metrics summarise the pair probabilities. ``rows`` are not used."""
+        return partition(texts, group_ids, self)
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
@@ -167,7 +195,6 @@ _BUILTIN_MODULES = {
     "cross_encoder": "darling.partition.cross_encoder",
     "ngram": "darling.partition.lexical",
     "jaccard": "darling.partition.lexical",
-    "answer": "darling.partition.lexical",
 }
 """Modules of the built-in backends, imported by ``load_classifier`` on demand (so importing
 ``darling.partition`` does not import torch or transformers)."""
@@ -181,8 +208,14 @@ def register_backend(cls: type[PairClassifier]) -> type[PairClassifier]:
     return cls
 
 
-def load_classifier(directory: str | Path) -> PairClassifier:
-    """Load a classifier saved by ``PairClassifier.save``; clear errors name the path."""
+def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> PairClassifier:
+    """Load a classifier saved by ``PairClassifier.save``; clear errors name the path.
+
+    ``trust_remote_code`` (for the cross-encoder backend: run Python shipped with the model) comes
+    from the caller's own config only: a folder whose ``config.json`` asks for it is refused unless
+    the caller passes ``trust_remote_code=True`` (``classifier.trust_remote_code=true``), since a
+    downloaded folder could otherwise run its own code.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -204,8 +237,23 @@ def load_classifier(directory: str | Path) -> PairClassifier:
     if backend not in _BACKENDS:
         known = sorted(set(_BACKENDS) | set(_BUILTIN_MODULES))
         raise ValueError(f"{config_path} names backend {backend!r}; known backends: {known}")
-    classifier = _BACKENDS[backend](**params)
+    if "trust_remote_code" in params:
+        if params["trust_remote_code"] and not trust_remote_code:
+            raise ValueError(
+                f"{config_path} sets trust_remote_code=true, which would run Python code from "
+                f"the model files: refused. Only your own config may enable it: pass "
+                f"classifier.trust_remote_code=true if you trust {directory}"
+            )
+        params["trust_remote_code"] = trust_remote_code
+    cls = _BACKENDS[backend]
     weights = directory / WEIGHTS_FILE
+    if cls.stores_weights and not weights.is_file():
+        raise FileNotFoundError(
+            f"classifier {directory} (backend {backend!r}) has no {WEIGHTS_FILE}: its learned "
+            f"weights are missing, and an untrained {cls.__name__} would call every pair 0.5. "
+            "Copy the whole folder, or train one with train_classifier.py"
+        )
+    classifier = cls(**params)
     if weights.exists():
         try:
             classifier._load_state(load_file(str(weights)))

@@ -41,6 +41,7 @@ class CrossEncoderClassifier(PairClassifier):
     """
 
     backend = "cross_encoder"
+    stores_weights = True
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from darling.metrics.lexical import ngrams
 from darling.partition.base import Pair, PairClassifier, _check_pairs_labels, register_backend
 from darling.partition.encoder import (
     DEFAULT_MAX_LENGTH,
@@ -42,7 +43,7 @@ from darling.partition.encoder import (
     pad_batch,
     pool_chunks,
 )
-from darling.partition.lexical import jaccard, ngram_set, word_tokens
+from darling.partition.lexical import jaccard, word_tokens
 
 FEATURE_NAMES = (
     "cosine", "jaccard_1", "jaccard_2", "jaccard_3", "length_ratio", "jaccard_capitalised"
@@ -63,7 +64,7 @@ Profile = tuple[int, list[set], set]
 def lexical_profile(text: str) -> Profile:
     """Word count, word n-gram sets and capitalised-word set of one text (once per text)."""
     tokens = word_tokens(text)
-    grams = [ngram_set(tokens, n) for n in LEXICAL_ORDERS]
+    grams = [set(ngrams(tokens, n)) for n in LEXICAL_ORDERS]
     return len(tokens), grams, set(_CAPITALISED.findall(text))
 
 
@@ -112,6 +113,7 @@ class EmbedOnceClassifier(PairClassifier):
     """
 
     backend = "embed_once"
+    stores_weights = True
 
     def __init__(
         self,

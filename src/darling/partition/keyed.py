@@ -1,29 +1,63 @@
-"""Partitions by a key computed per rollout, for tasks whose answers can be read off exactly.
+"""The partition interface and the key partitions, for tasks whose answers can be read off exactly.
 
-A ``KeyPartition`` gives every rollout a hashable key from its text and its prompt row; two
-rollouts of a group are one class iff their keys are equal. No pair is scored, so it costs nothing
-next to the learned classifier, and on a task with a known answer set it is exact.
+Every partition function of darling implements one protocol, ``Partition``:
+
+    labels(texts, group_ids, rows) -> (labels, metrics)
+
+``labels`` has shape ``(N,)``, int64, one class per rollout, classes never crossing groups,
+numbered by first appearance; ``rows[i]`` is the prompt row of ``texts[i]`` (used by key
+partitions, ignored by pair classifiers); ``metrics`` is a dict of floats to log. Two kinds
+implement it:
+
+- a **pair classifier** (``darling.partition.base.PairClassifier``): all within-group pairs are
+  scored, pairs above ``threshold_`` are merged by union-find (``darling.partition.partition``);
+- a **key partition** (``KeyPartition`` here): every rollout gets a hashable key from its text
+  and prompt row; equal keys within a group are one class. No pair is scored, so it costs O(N)
+  and, on a task with a known answer, it is exact: ``AnswerSetPartition`` (answer-set prompts),
+  ``MathAnswerPartition`` (the normalised final answer of a solution), ``ExactTextPartition``
+  (the text itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from darling.partition.unionfind import partition
-from darling.tasks.answers import answer_in_set, extract_final_answer, normalise_answer
+from darling.groups import check_lengths
+from darling.tasks.answers import (
+    answer_in_set,
+    canonical_math_answer,
+    extract_final_answer,
+    math_final_answer,
+    normalise_answer,
+)
 from darling.tasks.prompts import row_aliases, row_field
 
 
+@runtime_checkable
+class Partition(Protocol):
+    """``labels(texts, group_ids, rows) -> (labels (N,) int64, metrics)``: see the module doc."""
+
+    def labels(
+        self, texts: Sequence[str], group_ids: Sequence[Hashable], rows: Sequence[Any] | None
+    ) -> tuple[np.ndarray, dict[str, float]]: ...
+
+
 class KeyPartition:
-    """Interface: ``class_keys(texts, rows) -> one hashable key per text``."""
+    """Base of the key partitions: subclasses implement ``class_keys(texts, rows)``, one hashable
+    key per text; ``labels`` makes equal keys of one group one class."""
 
-    backend = "key"
-
-    def class_keys(self, texts: Sequence[str], rows: Sequence[Any]) -> list[Hashable]:
+    def class_keys(self, texts: Sequence[str], rows: Sequence[Any] | None) -> list[Hashable]:
         raise NotImplementedError
+
+    def labels(
+        self, texts: Sequence[str], group_ids: Sequence[Hashable], rows: Sequence[Any] | None
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Classes of equal keys within each group, shape ``(N,)``; no metrics."""
+        check_lengths(len(texts), group_ids)
+        return labels_from_keys(self.class_keys(texts, rows), group_ids), {}
 
 
 class AnswerSetPartition(KeyPartition):
@@ -36,15 +70,41 @@ class AnswerSetPartition(KeyPartition):
     [('answer', 'Mars'), ('answer', 'Mars'), ('other', 'pluto'), ('other', 'pluto')]
     """
 
-    backend = "answer_set"
-
-    def class_keys(self, texts: Sequence[str], rows: Sequence[Any]) -> list[Hashable]:
+    def class_keys(self, texts: Sequence[str], rows: Sequence[Any] | None) -> list[Hashable]:
+        if rows is None:
+            raise ValueError("AnswerSetPartition needs the prompt row (`answers`) of each text")
         keys: list[Hashable] = []
         for text, row in zip(texts, rows, strict=True):
             correct, canonical = answer_in_set(text, row_field(row, "answers"), row_aliases(row))
             keys.append(("answer", canonical) if correct else
                         ("other", normalise_answer(extract_final_answer(text))))
         return keys
+
+
+class MathAnswerPartition(KeyPartition):
+    """Classes of equal final answers (``classifier=answer``): the key of a solution is
+    ``canonical_math_answer(math_final_answer(text))`` (the last ``\\boxed{}``, else the last
+    number, else the last line; numbers as exact fractions, so ``0.50``, ``1/2`` and
+    ``\\frac{1}{2}`` are one class). No symbolic algebra: ``x^2 + 1`` and ``1 + x^2`` differ.
+
+    >>> MathAnswerPartition().class_keys(["so \\\\boxed{0.50}", "1/2", "x = 3"], None)
+    [Fraction(1, 2), Fraction(1, 2), Fraction(3, 1)]
+    """
+
+    def class_keys(self, texts: Sequence[str], rows: Sequence[Any] | None) -> list[Hashable]:
+        return [canonical_math_answer(math_final_answer(text)) for text in texts]
+
+
+class ExactTextPartition(KeyPartition):
+    """Classes of identical texts (``classifier=exact``): the cheapest partition, a lower bound
+    on duplication (any difference, even whitespace, is a new class).
+
+    >>> ExactTextPartition().class_keys(["a", "a ", "a"], None)
+    ['a', 'a ', 'a']
+    """
+
+    def class_keys(self, texts: Sequence[str], rows: Sequence[Any] | None) -> list[Hashable]:
+        return list(texts)
 
 
 def labels_from_keys(keys: Sequence[Hashable], group_ids: Sequence[Hashable]) -> np.ndarray:
@@ -63,11 +123,27 @@ def labels_from_keys(keys: Sequence[Hashable], group_ids: Sequence[Hashable]) ->
 
 
 def partition_rollouts(
-    texts: Sequence[str], group_ids: Sequence[Hashable], rows: Sequence[Any], classifier: Any
+    texts: Sequence[str],
+    group_ids: Sequence[Hashable],
+    rows: Sequence[Any] | None,
+    partition: Partition,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Labels and metrics for a batch with either kind of partition function: a pair classifier
-    (scored pairs merged by union-find, ``partition``) or a ``KeyPartition`` (``rows[i]`` is the
-    prompt row of ``texts[i]``)."""
-    if isinstance(classifier, KeyPartition):
-        return labels_from_keys(classifier.class_keys(texts, rows), group_ids), {}
-    return partition(texts, group_ids, classifier)
+    """``partition.labels(texts, group_ids, rows)`` with the lengths and the result checked:
+    the one call site of every partition function in training and evaluation."""
+    check_lengths(len(texts), group_ids)
+    if rows is not None and len(rows) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(rows)} prompt rows")
+    if not isinstance(partition, Partition):
+        raise TypeError(
+            f"{type(partition).__name__} is not a partition function: it needs a method "
+            "labels(texts, group_ids, rows) -> (labels, metrics) (a PairClassifier or a "
+            "KeyPartition)"
+        )
+    labels, metrics = partition.labels(texts, group_ids, rows)
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (len(texts),):
+        raise ValueError(
+            f"{type(partition).__name__}.labels returned shape {labels.shape} for {len(texts)} "
+            "texts"
+        )
+    return labels, metrics

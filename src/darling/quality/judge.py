@@ -1,9 +1,10 @@
 """Quality from an LLM judge behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
 The API key is read from the environment variable named by ``api_key_env`` at call time; it is
-never stored in the config, logged or written to disk. A call that still fails after ``retries``
-attempts, or whose reply holds no score, yields ``None`` for that row (reported and excluded),
-never a score of 0.
+never stored in the config, logged or written to disk, and never sent to another host: a
+redirect to a different scheme, host or port drops the ``Authorization`` header. A call that
+still fails after ``retries`` attempts, or whose reply holds no score, yields ``None`` for that
+row (reported and excluded), never a score of 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_TEMPLATE = (
     "Rate the quality of the assistant's response to the user's request on a scale from 1 "
@@ -39,6 +41,26 @@ def parse_score(reply: str, low: int = 1, high: int = 10) -> float | None:
         if low <= value <= high:
             return float(value)
     return None
+
+
+class _KeepKeyOnOrigin(urllib.request.HTTPRedirectHandler):
+    """Follow redirects as urllib does, but drop ``Authorization`` when the redirect leaves the
+    origin (scheme, host, port) of the request: the key is for the configured judge only."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, parts.hostname, parts.port or default_port
+
+
+_OPENER = urllib.request.build_opener(_KeepKeyOnOrigin)
 
 
 class JudgeQuality:
@@ -93,7 +115,7 @@ class JudgeQuality:
                 request = urllib.request.Request(
                     f"{self.base_url}/chat/completions", data=body, headers=headers
                 )
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with _OPENER.open(request, timeout=self.timeout_s) as response:
                     reply = json.loads(response.read())["choices"][0]["message"]["content"]
                 score = parse_score(reply or "")
                 if score is not None:

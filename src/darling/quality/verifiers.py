@@ -42,6 +42,31 @@ class MathVerifyQuality:
         )]
 
 
+def verifier_correctness(completions: Sequence[str], rows: Sequence[Any]) -> list[float | None]:
+    """Correctness of each completion by its prompt's own verifier, whatever the quality reward:
+    ``answer_in_set`` for rows with ``answers``, math-verify for rows with ``ground_truth``. One
+    value per completion: 1.0 / 0.0, or None where math-verify failed (never read as wrong).
+    A row with neither field is an error (open prompts have no correctness).
+
+    >>> verifier_correctness(["Red.", "green"], [{"answers": ["red"]}] * 2)
+    [1.0, 0.0]
+    """
+    out: list[float | None] = []
+    for text, row in zip(completions, rows, strict=True):
+        kind = row.get("kind") if isinstance(row, dict) else getattr(row, "kind", None)
+        has_answers = kind == "answers" or (kind is None and _has(row, "answers"))
+        if has_answers:
+            out.append(float(answer_in_set(text, row_field(row, "answers"), row_aliases(row))[0]))
+        else:
+            out.append(_verify(text, row_field(row, "ground_truth")))
+    return out
+
+
+def _has(row: Any, name: str) -> bool:
+    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+    return value is not None
+
+
 def _verify(text: str, ground_truth: str) -> float | None:
     try:
         return float(math_equivalent(text, ground_truth))

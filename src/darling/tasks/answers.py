@@ -5,7 +5,12 @@ Two kinds of verifiable prompt:
 - **answer sets** (the built-in task): many distinct answers are correct ("Name a planet").
   ``answer_in_set`` decides correctness and returns the canonical answer, a natural class key.
 - **math** with one ground truth: ``math_equivalent`` decides mathematical equivalence with
-  ``math-verify`` (``verify(parse(gold), parse(pred))``), never string equality.
+  ``math-verify`` (``verify(parse(gold), parse(pred))``), never string equality;
+  ``math_final_answer`` and ``canonical_math_answer`` give the exact class key of a solution
+  (``darling.partition.keyed.MathAnswerPartition``).
+
+This module is the one home of final-answer extraction and answer canonicalisation: the quality
+functions, the key partitions and the evaluation all use it.
 
 Everything here is pure: no I/O, no logging. ``math_verify`` is imported lazily (it pulls in
 sympy, which is slow to import).
@@ -17,6 +22,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from functools import lru_cache
 
 ARTICLES = frozenset({"a", "an", "the"})
@@ -46,6 +52,10 @@ _EMPHASIS = re.compile(r"\*\*|__")  # markdown bold
 _BULLET = re.compile(r"^[-*\u2022]+\s+")
 _COPULA = re.compile(r"\s+(?:is|are|was|would be)\s+", re.IGNORECASE)
 _WRAPPING = " \t\"'`*_.,;:!?()[]"
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_FRAC = re.compile(r"^\\[dt]?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
+_ANSWER_PREFIX = re.compile(r"^(?:final answer|the answer is|answer)\s*[:=]?\s*", re.IGNORECASE)
+_TEXT_WRAPPER = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
 
 PLURAL_SUFFIXES = ("s", "es")
 """A mention may carry a plural suffix when the accepted answer ends in a letter
@@ -167,6 +177,39 @@ def last_boxed(text: str) -> str | None:
                 return text[begin:pos]
             depth -= 1
     return None
+
+
+def math_final_answer(text: str) -> str:
+    """The final answer of a solution: the last ``\\boxed{}``, else the last number, else the
+    last non-empty line (raw, canonicalise with ``canonical_math_answer``)."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1]
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def canonical_math_answer(answer: str) -> str | Fraction:
+    """Canonical form of a final answer: an exact ``Fraction`` for numbers, else clean text.
+
+    Strips ``$``, ``\\text{}``, an "answer:" prefix, surrounding whitespace and trailing
+    punctuation; lower-cases; collapses whitespace; removes thousands commas. ``"0.50"``,
+    ``"1/2"`` and ``"\\frac{1}{2}"`` all give ``Fraction(1, 2)``.
+    """
+    text = _TEXT_WRAPPER.sub(r"\1", answer.replace("$", "")).strip()
+    text = _ANSWER_PREFIX.sub("", text).strip().rstrip(".,;:!?").strip().lower()
+    text = " ".join(text.split())
+    frac = _FRAC.match(text)
+    candidate = f"{frac.group(1)}/{frac.group(2)}" if frac else text
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", candidate):
+        candidate = candidate.replace(",", "")
+    try:
+        return Fraction(candidate)
+    except (ValueError, ZeroDivisionError):
+        return text
 
 
 def answer_in_set(

@@ -93,8 +93,15 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
 
 def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
+    with path.open("rb") as handle:
+        for index, raw in enumerate(handle):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}: line {index + 1}: not UTF-8 (byte {raw[error.start]:#04x} at "
+                    f"column {error.start + 1}); save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:

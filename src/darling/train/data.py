@@ -63,7 +63,6 @@ class PromptDataModule(L.LightningDataModule):
         super().__init__()
         self.spec, self.seed = data, seed
         self.train_rows = load_prompts(data.train_path or builtin_path("train"))
-        self.eval_rows = load_prompts(data.eval_path or builtin_path("heldout"))
         self.schedule = PromptSchedule(self.train_rows, data.prompts_per_step, seed)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:

@@ -109,7 +109,9 @@ class DarlingModule(L.LightningModule):
             labels, pair_metrics = partition_rollouts(
                 texts, gids, [rows[rollouts.prompt_index[i]] for i in keep], self.classifier
             )
-            diversity, diversity_metrics = self.diversity_fn(texts, gids, labels=labels)
+            diversity, diversity_metrics = self.diversity_fn(
+                texts, gids, labels=labels, quality=quality[keep]
+            )
         rewards, reward_metrics = training_reward(quality[keep], diversity, gids, self.reward_spec)
         advantages = torch.zeros(len(rollouts.texts))
         advantages[keep], advantage_metrics = group_advantages(

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
 from darling.models.loading import load_policy
+from darling.quality.secrets import check_api_key_env
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
 from darling.rollout.base import RolloutEngine, SamplingSpec
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
@@ -40,6 +41,7 @@ EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
 def validate(cfg: DictConfig) -> None:
     """Check the composed config before anything heavy happens; messages say what to change."""
     r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
+    check_api_key_env(cfg.quality)
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
          f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
