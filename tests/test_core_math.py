@@ -108,7 +108,7 @@ def _advantages_loop(rewards, gids, std_normalize, eps=1e-6):
             out.append(0.0)
             continue
         mean = sum(members) / len(members)
-        std = math.sqrt(sum((m - mean) ** 2 for m in members) / len(members))
+        std = math.sqrt(sum((m - mean) ** 2 for m in members) / (len(members) - 1))  # ddof=1
         out.append((rewards[i] - mean) / (std + eps) if std_normalize else rewards[i] - mean)
     return out
 
@@ -127,6 +127,17 @@ def test_advantage_golden_and_group_of_one():
     adv, metrics = group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2]), [0, 0, 1, 2, 2])
     assert adv.tolist() == [0.5, -0.5, 0.0, 0.0, 0.0]
     assert metrics["zero_std_groups"] == pytest.approx(2 / 3)
+
+
+def test_grpo_std_uses_the_unbiased_std_golden():
+    # group [1, 0, 0, 1]: mean 0.5, squared deviations 4 x 0.25 = 1, unbiased var 1/3,
+    # std 0.57735 -> A = +-0.5 / 0.57735 = +-0.866025 (population std 0.5 would give +-1)
+    # group of one [0.3]: A = 0
+    adv, _ = group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.3]), [0, 0, 0, 0, 1],
+                              std_normalize=True, eps=0.0)
+    np.testing.assert_allclose(adv.numpy(), [0.8660254, -0.8660254, -0.8660254, 0.8660254, 0.0],
+                               rtol=1e-6)
+    assert np.isfinite(adv.numpy()).all()
 
 
 def test_ppo_loss_hand_computed():
