@@ -116,6 +116,7 @@ def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
         ("reward.fusion=sum", "reward.fusion"),
         ("rollout.temperature=0", "rollout.temperature"),
         ("optim.mini_batches=100", "optim.mini_batches"),
+        ("seed=-1", "seed=-1"),
     ],
 )
 def test_invalid_values_name_the_key(compose_cfg, override, message):

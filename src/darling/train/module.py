@@ -28,16 +28,10 @@ from darling.models.frozen import check_frozen, frozen_state, weights_fingerprin
 from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
-from darling.rollout.base import RolloutEngine, Rollouts
+from darling.rollout.base import RolloutEngine, Rollouts, group_seeds
 from darling.train.data import PromptSchedule, chat_prompt
 
 log = logging.getLogger(__name__)
-
-SEED_STRIDE = 1_000_003
-"""Group g (its global prompt-stream position) is sampled with seed ``seed * SEED_STRIDE + g``:
-a function of the run seed and the group only, so neither resuming nor changing the number of
-processes changes a group's rollouts."""
-
 
 PROGRESS_BAR = {
     "quality": "reward/quality_mean",
@@ -90,8 +84,11 @@ class DarlingModule(L.LightningModule):
         prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
 
         with timer("generate"):
+            # a function of the run seed and the group only (``group_seeds``): neither resuming
+            # nor changing the number of processes changes a group's rollouts
             rollouts = self.engine.generate(
-                prompts, group_ids, seeds=[self.seed * SEED_STRIDE + g for g in group_ids]
+                prompts, group_ids,
+                seeds=group_seeds(self.seed, group_ids, self.engine.sampling.n_per_prompt),
             )
         with timer("quality"):
             quality, quality_metrics = score_quality(

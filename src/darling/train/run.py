@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.loading import load_policy
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
-from darling.rollout.base import RolloutEngine, SamplingSpec
+from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
 from darling.train.data import PromptDataModule
 from darling.train.loggers import close_logger
@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
          f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step "
          f"({d.prompts_per_step * ro.n_per_prompt})"),
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
+        (0 <= cfg.seed <= MAX_RUN_SEED,
+         f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (the sampling seeds are derived from it)"),
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
