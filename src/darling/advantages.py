@@ -19,9 +19,10 @@ def group_advantages(
     ``std_normalize`` the GRPO form ``(R_i - mean) / (std + eps)`` where ``std`` is the unbiased
     group std, ``sqrt(sum_j (R_j - mean)^2 / (n_g - 1))`` (ddof=1, as verl and TRL compute it).
 
-    A group of one gets ``A = 0`` (its std is undefined; it carries no relative signal). ``rewards``: shape ``(N,)``; returns advantages of shape
-    ``(N,)`` and metrics (``zero_std_groups``: share of groups whose rewards are all equal, where
-    no learning signal exists).
+    A group of one gets ``A = 0`` (its std is undefined; it carries no relative signal).
+    ``rewards``: shape ``(N,)``; returns advantages of shape ``(N,)`` and metrics
+    (``zero_std_groups``: share of groups whose rewards are all equal, where no learning signal
+    exists).
 
     >>> adv, _ = group_advantages(torch.tensor([1.0, 0.0, 0.5]), ["a", "a", "b"])
     >>> adv.tolist()

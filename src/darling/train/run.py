@@ -63,7 +63,7 @@ def validate(cfg: DictConfig) -> None:
          f"({d.prompts_per_step * ro.n_per_prompt})"),
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
         (0 <= cfg.seed <= MAX_RUN_SEED,
-         f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (the sampling seeds are derived from it)"),
+         f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
