@@ -117,6 +117,8 @@ def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
         ("rollout.temperature=0", "rollout.temperature"),
         ("optim.mini_batches=100", "optim.mini_batches"),
         ("seed=-1", "seed=-1"),
+        ("rollout.top_p=0.9", "rollout.top_p"),
+        ("model.lora.dropout=0.1", "model.lora.dropout"),
     ],
 )
 def test_invalid_values_name_the_key(compose_cfg, override, message):
@@ -196,3 +198,32 @@ def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
     (row,) = _metrics(tmp_path)
     assert 1 <= float(row["diversity/classes_per_group"]) <= 4
     assert "diversity/pairs" not in row or not row["diversity/pairs"]  # no pair was scored
+
+
+def test_dropout_in_the_model_keeps_the_on_policy_ratio_at_one(compose_cfg, tmp_path, monkeypatch):
+    import darling.train.run as run
+
+    def with_dropout(spec, seed=0):
+        policy, tokenizer = load_policy(spec, seed=seed)
+        policy.config.attention_dropout = 0.5
+        for layer in policy.model.layers:
+            layer.self_attn.attention_dropout = 0.5
+        return policy, tokenizer
+
+    monkeypatch.setattr(run, "load_policy", with_dropout)
+    train(compose_cfg(*TINY, "trainer.max_steps=1"), tmp_path)
+    (row,) = _metrics(tmp_path)
+    # one epoch, one mini-batch: the update starts at the sampling policy, so ratio == 1 exactly
+    assert float(row["loss/approx_kl"]) == 0.0
+    assert float(row["loss/clip_frac"]) == 0.0
+
+
+def test_disable_dropout_zeroes_modules_attributes_and_config():
+    from darling.train.run import disable_dropout
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
+    net.config = type("Config", (), {})()
+    net.config.hidden_dropout = 0.1
+    net[0].attention_dropout = 0.2
+    assert disable_dropout(net) == 3
+    assert net[1].p == 0.0 and net[0].attention_dropout == 0.0 and net.config.hidden_dropout == 0.0

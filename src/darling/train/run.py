@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -49,9 +50,15 @@ def validate(cfg: DictConfig) -> None:
         (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
         (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
         (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
-        (0 < ro.top_p <= 1, f"rollout.top_p={ro.top_p}: must be in (0, 1]"),
+        (ro.top_p == 1.0,
+         f"rollout.top_p={ro.top_p}: training needs top_p=1 (the PPO ratio and KL score the "
+         "untruncated distribution, so nucleus sampling would make every rollout off-policy); "
+         "evaluate.py may still use top_p < 1"),
         (ro.max_new_tokens >= 1, f"rollout.max_new_tokens={ro.max_new_tokens}: must be >= 1"),
         (d.prompts_per_step >= 1, f"data.prompts_per_step={d.prompts_per_step}: must be >= 1"),
+        (cfg.model.lora.dropout == 0,
+         f"model.lora.dropout={cfg.model.lora.dropout}: must be 0 in training (the old and new "
+         "log-probs would use different dropout masks, so the on-policy PPO ratio is not 1)"),
         (o.lr > 0, f"optim.lr={o.lr}: must be > 0"),
         (o.kl_coef >= 0, f"optim.kl_coef={o.kl_coef}: must be >= 0"),
         (o.optimizer in ("adamw", "adamw_8bit"),
@@ -129,6 +136,32 @@ def check_writable(run_dir: Path) -> None:
         raise OSError(f"run directory {run_dir} is not writable: {err}") from err
 
 
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout probability of ``model`` to 0; returns how many were positive.
+
+    PPO needs ``log pi_old`` and ``log pi_theta`` from the same function: with dropout each
+    forward draws its own mask, so the ratio of an unchanged policy is not 1 and ``approx_kl`` and
+    the clip fraction measure noise. Covers ``nn.Dropout`` modules (peft's ``lora_dropout``
+    included), float ``*dropout*`` attributes that attention modules copy from the config at
+    build time (Llama's ``attention_dropout``) and the config fields themselves.
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            module.p, changed = 0.0, changed + 1
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float) and value > 0:
+                setattr(module, name, 0.0)
+                changed += 1
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}
+    for config in configs.values():
+        for name, value in list(vars(config).items()):
+            if "dropout" in name and isinstance(value, float) and value > 0:
+                setattr(config, name, 0.0)
+                changed += 1
+    return changed
+
+
 def build_engine(cfg: DictConfig) -> RolloutEngine:
     target, options = ENGINES[cfg.rollout.engine]
     module_name, _, cls_name = target.partition(":")
@@ -148,6 +181,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     datamodule = PromptDataModule(cfg.data, cfg.seed)
     policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
+    if disable_dropout(policy):
+        log.info("set the policy's dropout probabilities to 0 (PPO's on-policy ratio must be 1)")
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
