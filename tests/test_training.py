@@ -227,3 +227,24 @@ def test_disable_dropout_zeroes_modules_attributes_and_config():
     net[0].attention_dropout = 0.2
     assert disable_dropout(net) == 3
     assert net[1].p == 0.0 and net[0].attention_dropout == 0.0 and net.config.hidden_dropout == 0.0
+
+
+def test_parquet_prompts_without_pandas_name_the_extra(compose_cfg, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pandas" else real(name, *a))
+    with pytest.raises(ImportError, match=r"prompts\.parquet.*darling\[parquet\]"):
+        validate(compose_cfg(*TINY, "data.train_path=prompts.parquet"))
+
+
+def test_loggers_do_not_import_the_run_module():
+    code = (
+        "import sys, importlib.util, darling.train.loggers as loggers\n"
+        "importlib.util.find_spec = lambda name, *a: None\n"
+        "try:\n    loggers.wandb_logger('.', 'p', 'g', 'n')\nexcept ImportError:\n    pass\n"
+        "print('darling.train.run' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -57,13 +57,12 @@ class _StepTicks(torch.utils.data.IterableDataset):
 
 
 class PromptDataModule(L.LightningDataModule):
-    """Owns the training and evaluation prompt files and the training schedule."""
+    """Owns the training prompt file and its schedule."""
 
     def __init__(self, data: Any, seed: int):
         super().__init__()
         self.spec, self.seed = data, seed
         self.train_rows = load_prompts(data.train_path or builtin_path("train"))
-        self.eval_rows = load_prompts(data.eval_path or builtin_path("heldout"))
         self.schedule = PromptSchedule(self.train_rows, data.prompts_per_step, seed)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:

@@ -10,6 +10,8 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from darling.extras import require_module
+
 
 class ResumableCSVLogger(Logger):
     """One CSV row per training step in ``<save_dir>/metrics.csv``, kept across resumes.
@@ -77,9 +79,7 @@ class ResumableCSVLogger(Logger):
 def wandb_logger(save_dir: str | Path, project: str, group: str, name: str, **kwargs: Any):
     """Lightning's ``WandbLogger``; runs of one sweep share ``group``. Set ``WANDB_MODE=offline``
     to log without a network."""
-    from darling.train.run import require_module
-
-    require_module("wandb")
+    require_module("wandb", "logger=wandb")
     from lightning.pytorch.loggers import WandbLogger
 
     return WandbLogger(save_dir=str(save_dir), project=project, group=group, name=name, **kwargs)

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.loading import load_policy
 from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
@@ -31,7 +32,6 @@ ENGINES = {
     "vllm": ("darling.rollout.vllm:VLLMRollout", ("gpu_memory_utilization", "enable_sleep_mode")),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
-EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -89,15 +89,10 @@ def validate(cfg: DictConfig) -> None:
         needed.append("wandb")
     for module in needed:
         require_module(module)
-
-
-def require_module(module: str) -> None:
-    """Raise an ImportError naming the extra to install when ``module`` is missing."""
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(
-            f"this config needs {module}, which is not installed: pip install "
-            f"'darling[{EXTRAS.get(module, module)}]'"
-        )
+    for path in (d.train_path, d.eval_path):
+        if path is not None and str(path).endswith(".parquet"):
+            require_module("pandas", f"the Parquet prompt file {path}")
+            require_module("pyarrow", f"the Parquet prompt file {path}")
 
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
