@@ -16,8 +16,7 @@ from darling.fusion import (
     sigmoid,
 )
 from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
-from darling.rewards import training_reward
-from darling.train.config import QualityTransformSpec, RewardSpec
+from darling.rewards import Reward, training_reward
 
 
 def test_class_diversity_golden():
@@ -86,8 +85,8 @@ def test_grpo_equals_darling_at_weight_zero():
     rng = np.random.default_rng(0)
     q, d = rng.random(16), rng.random(16)
     gids = np.repeat(np.arange(4), 4)
-    grpo = RewardSpec(name="grpo", diversity_weight=0.0)
-    darling0 = RewardSpec(name="darling", diversity_weight=0.0)
+    grpo = Reward(name="grpo", diversity_weight=0.0)
+    darling0 = Reward(name="darling", diversity_weight=0.0)
     assert np.array_equal(
         training_reward(q, d, gids, grpo)[0], training_reward(q, d, gids, darling0)[0]
     )
@@ -95,9 +94,33 @@ def test_grpo_equals_darling_at_weight_zero():
 
 
 def test_training_reward_transform():
-    spec = RewardSpec(quality_transform=QualityTransformSpec(kind="group_min"))
+    spec = Reward(quality_transform=shift_to_group_min)
     rewards, metrics = training_reward(np.array([-1.0, 1.0]), np.array([1.0, 1.0]), [0, 0], spec)
     assert rewards.tolist() == [0.0, 2.0] and metrics["quality_mean"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # darling: q * max(Div, 0.1) = [1 * 0.1, 0.5 * 0.5]
+        ([], [0.1, 0.25]),
+        # floor 0.3 through the single knob reward.diversity_floor: [0.3, 0.25]
+        (["reward.diversity_floor=0.3"], [0.3, 0.25]),
+        # grpo: lambda = 0 -> quality only
+        (["reward=grpo"], [1.0, 0.5]),
+        # additive: q + Div = [1.0, 1.0]
+        (["reward=additive"], [1.0, 1.0]),
+        # affine transform 2q - 0.5 = [1.5, 0.5], then x max(Div, 0.1) = [0.15, 0.25]
+        (["reward/quality_transform=affine", "reward.quality_transform.scale=2",
+          "reward.quality_transform.offset=-0.5"], [0.15, 0.25]),
+    ],
+)
+def test_reward_presets_build_the_documented_rule(compose_cfg, overrides, expected):
+    from darling.train.run import build_reward
+
+    reward = build_reward(compose_cfg("model=tiny", *overrides).reward)
+    rewards, _ = training_reward(np.array([1.0, 0.5]), np.array([0.0, 0.5]), [0, 0], reward)
+    np.testing.assert_allclose(rewards, expected)
 
 
 def _advantages_loop(rewards, gids, std_normalize, eps=1e-6):

@@ -113,7 +113,8 @@ def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
     ("override", "message"),
     [
         ("reward.diversity_weight=1.5", "reward.diversity_weight"),
-        ("reward.fusion=sum", "reward.fusion"),
+        ("reward.fusion._target_=darling.fusion.fuse_sum", "reward.fusion._target_"),
+        ("reward.quality_transform._partial_=false", "reward.quality_transform"),
         ("rollout.temperature=0", "rollout.temperature"),
         ("optim.mini_batches=100", "optim.mini_batches"),
         ("seed=-1", "seed=-1"),

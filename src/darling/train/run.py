@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.loading import load_policy
-from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
+from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
 from darling.train.data import PromptDataModule
@@ -34,16 +34,13 @@ ENGINES = {
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
 
 
+
 def validate(cfg: DictConfig) -> None:
     """Check the composed config before anything heavy happens; messages say what to change."""
     r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
          f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
-        (r.fusion in FUSIONS, f"reward.fusion={r.fusion!r}: choose one of {sorted(FUSIONS)}"),
-        (r.quality_transform.kind in QUALITY_TRANSFORMS,
-         f"reward.quality_transform.kind={r.quality_transform.kind!r}: choose one of "
-         f"{sorted(QUALITY_TRANSFORMS)}"),
         (0.0 <= r.diversity_floor <= 1.0,
          f"reward.diversity_floor={r.diversity_floor}: must be in [0, 1] "
          f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
@@ -75,6 +72,7 @@ def validate(cfg: DictConfig) -> None:
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
     errors = [message for ok, message in checks if not ok]
+    errors += [e for e in (_partial_error(r, "fusion"), _partial_error(r, "quality_transform")) if e]
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
@@ -119,6 +117,34 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
             f"an earlier file in {path.parent} with ckpt_path=<file>"
         )
     return str(path)
+
+
+def build_reward(spec: DictConfig) -> Reward:
+    """The arm's reward rule from ``cfg.reward``: its fusion and quality transform are Hydra
+    partials (``conf/reward/fusion/``, ``conf/reward/quality_transform/``)."""
+    return Reward(
+        fusion=instantiate(spec.fusion),
+        diversity_weight=float(spec.diversity_weight),
+        quality_transform=instantiate(spec.quality_transform),
+        std_normalize=bool(spec.std_normalize),
+        name=str(spec.name),
+    )
+
+
+def _partial_error(reward: DictConfig, key: str) -> str | None:
+    """Why ``reward.<key>`` does not build a callable, or None."""
+    node = reward.get(key)
+    hint = (f"choose reward/{key}=<a file of conf/reward/{key}/>, or set reward.{key}._target_ "
+            "to a function of darling.fusion with _partial_: true")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return f"reward.{key}={node!r}: {hint}"
+    try:
+        built = instantiate(node)
+    except Exception as err:  # Hydra wraps import and argument errors alike
+        return f"reward.{key}._target_={node._target_!r} does not build: {err}; {hint}"
+    if not callable(built) or not node.get("_partial_", False):
+        return f"reward.{key}._target_={node._target_!r} is not a partial function; {hint}"
+    return None
 
 
 def check_writable(run_dir: Path) -> None:
@@ -186,7 +212,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         diversity_fn=instantiate(cfg.diversity),
         engine=build_engine(cfg),
         schedule=datamodule.schedule,
-        reward=cfg.reward,
+        reward=build_reward(cfg.reward),
         optim=cfg.optim,
         seed=cfg.seed,
         system_prompt=cfg.data.system_prompt,
