@@ -72,7 +72,7 @@ def validate(cfg: DictConfig) -> None:
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
     errors = [message for ok, message in checks if not ok]
-    errors += [e for e in (_partial_error(r, "fusion"), _partial_error(r, "quality_transform")) if e]
+    errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
