@@ -61,6 +61,9 @@ class DataSpec:
     prompts_per_step: int = 2
     """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
     system_prompt: str | None = None
+    max_prompt_tokens: int = 1024
+    """Longest training prompt in tokens (chat template included); a longer one fails at start,
+    naming its id, instead of running the update out of memory."""
 
 
 @dataclass
@@ -120,6 +123,9 @@ class TrainConfig:
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
     checkpoint; auto: resume it if it exists, else start fresh; or a path to a checkpoint file."""
+    max_failed_steps: int = 3
+    """Stop when the quality function failed (None) on every rollout this many steps in a row
+    (an unreachable judge); 0 never stops."""
     log_rollouts: bool = True
     """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
 
