@@ -41,7 +41,8 @@ def test_sigterm_then_resume_continues_exactly(tmp_path):
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.kill(proc.pid, signal.SIGTERM)
-    proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-3000:]  # `train.py && evaluate.py` stops here
     stopped_at = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert 2 <= stopped_at < 8, stopped_at
 

@@ -185,12 +185,23 @@ def test_missing_wandb_is_named(compose_cfg, monkeypatch):
         validate(compose_cfg(*TINY, "logger=wandb"))
 
 
-def test_wandb_offline_run(compose_cfg, tmp_path, monkeypatch):
+def test_wandb_offline_run_resumes_its_run_with_config_and_tags(compose_cfg, tmp_path,
+                                                                 monkeypatch):
     pytest.importorskip("wandb")
+    from darling.train.loggers import wandb_run_id
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), tmp_path / "run")
-    assert list((tmp_path / "run").rglob("*.wandb")), "no offline wandb run was written"
+    run = tmp_path / "run"
+    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), run)
+    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=2", "ckpt_path=last"), run)
+    runs = sorted(run.rglob("offline-run-*"))
+    expected = wandb_run_id(run, "tiny-darling-w1.0-seed0")
+    assert len(runs) == 2 and all(p.name.endswith(expected) for p in runs), runs
+    logged = (runs[-1] / f"run-{expected}.wandb").read_bytes()  # offline: one binary log
+    assert b"n_per_prompt" in logged and b"diversity_weight" in logged  # the resolved config
+    assert b"reward=darling" in logged and b"w=1.0" in logged  # the arm's tags
+    assert wandb_run_id(tmp_path / "other", "tiny-darling-w1.0-seed0") != expected
 
 
 def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
