@@ -16,8 +16,7 @@ from darling.fusion import (
     sigmoid,
 )
 from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
-from darling.rewards import training_reward
-from darling.train.config import QualityTransformSpec, RewardSpec
+from darling.rewards import Reward, training_reward
 
 
 def test_class_diversity_golden():
@@ -86,8 +85,8 @@ def test_grpo_equals_darling_at_weight_zero():
     rng = np.random.default_rng(0)
     q, d = rng.random(16), rng.random(16)
     gids = np.repeat(np.arange(4), 4)
-    grpo = RewardSpec(name="grpo", diversity_weight=0.0)
-    darling0 = RewardSpec(name="darling", diversity_weight=0.0)
+    grpo = Reward(name="grpo", diversity_weight=0.0)
+    darling0 = Reward(name="darling", diversity_weight=0.0)
     assert np.array_equal(
         training_reward(q, d, gids, grpo)[0], training_reward(q, d, gids, darling0)[0]
     )
@@ -95,9 +94,33 @@ def test_grpo_equals_darling_at_weight_zero():
 
 
 def test_training_reward_transform():
-    spec = RewardSpec(quality_transform=QualityTransformSpec(kind="group_min"))
+    spec = Reward(quality_transform=shift_to_group_min)
     rewards, metrics = training_reward(np.array([-1.0, 1.0]), np.array([1.0, 1.0]), [0, 0], spec)
     assert rewards.tolist() == [0.0, 2.0] and metrics["quality_mean"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # darling: q * max(Div, 0.1) = [1 * 0.1, 0.5 * 0.5]
+        ([], [0.1, 0.25]),
+        # floor 0.3 through the single knob reward.diversity_floor: [0.3, 0.25]
+        (["reward.diversity_floor=0.3"], [0.3, 0.25]),
+        # grpo: lambda = 0 -> quality only
+        (["reward=grpo"], [1.0, 0.5]),
+        # additive: q + Div = [1.0, 1.0]
+        (["reward=additive"], [1.0, 1.0]),
+        # affine transform 2q - 0.5 = [1.5, 0.5], then x max(Div, 0.1) = [0.15, 0.25]
+        (["reward/quality_transform=affine", "reward.quality_transform.scale=2",
+          "reward.quality_transform.offset=-0.5"], [0.15, 0.25]),
+    ],
+)
+def test_reward_presets_build_the_documented_rule(compose_cfg, overrides, expected):
+    from darling.train.run import build_reward
+
+    reward = build_reward(compose_cfg("model=tiny", *overrides).reward)
+    rewards, _ = training_reward(np.array([1.0, 0.5]), np.array([0.0, 0.5]), [0, 0], reward)
+    np.testing.assert_allclose(rewards, expected)
 
 
 def _advantages_loop(rewards, gids, std_normalize, eps=1e-6):
@@ -108,7 +131,7 @@ def _advantages_loop(rewards, gids, std_normalize, eps=1e-6):
             out.append(0.0)
             continue
         mean = sum(members) / len(members)
-        std = math.sqrt(sum((m - mean) ** 2 for m in members) / len(members))
+        std = math.sqrt(sum((m - mean) ** 2 for m in members) / (len(members) - 1))  # ddof=1
         out.append((rewards[i] - mean) / (std + eps) if std_normalize else rewards[i] - mean)
     return out
 
@@ -127,6 +150,17 @@ def test_advantage_golden_and_group_of_one():
     adv, metrics = group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2]), [0, 0, 1, 2, 2])
     assert adv.tolist() == [0.5, -0.5, 0.0, 0.0, 0.0]
     assert metrics["zero_std_groups"] == pytest.approx(2 / 3)
+
+
+def test_grpo_std_uses_the_unbiased_std_golden():
+    # group [1, 0, 0, 1]: mean 0.5, squared deviations 4 x 0.25 = 1, unbiased var 1/3,
+    # std 0.57735 -> A = +-0.5 / 0.57735 = +-0.866025 (population std 0.5 would give +-1)
+    # group of one [0.3]: A = 0
+    adv, _ = group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.3]), [0, 0, 0, 0, 1],
+                              std_normalize=True, eps=0.0)
+    np.testing.assert_allclose(adv.numpy(), [0.8660254, -0.8660254, -0.8660254, 0.8660254, 0.0],
+                               rtol=1e-6)
+    assert np.isfinite(adv.numpy()).all()
 
 
 def test_ppo_loss_hand_computed():

@@ -56,17 +56,28 @@ def test_seeds_decide_the_samples(tiny):
     assert shifted[1:] == _engine(tiny, n=2).generate(prompts[:1], [0], seeds=[9]).texts
 
 
+POLLUTED = {
+    "repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "min_p": 0.05, "top_k": 20,
+    "typical_p": 0.9, "min_new_tokens": 8, "suppress_tokens": [11, 12, 13], "bad_words_ids": [[5]],
+}
+"""Settings instruct checkpoints ship in generation_config.json, each of which would reshape the
+sampled distribution if it leaked into rollouts."""
+
+
+def _polluted(model):
+    model = copy.deepcopy(model)
+    for key, value in POLLUTED.items():
+        setattr(model.generation_config, key, value)
+    return model
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sampled_distribution_is_the_one_the_loss_scores(tiny, monkeypatch, temperature):
     """The model's own generation config sets processors that reshape the distribution; the
     sampler's log-probabilities of the drawn tokens still equal ``response_logprobs``."""
-    policy, tokenizer = copy.deepcopy(tiny[0]), tiny[1]
+    policy, tokenizer = _polluted(tiny[0]), tiny[1]
     with torch.no_grad():  # sharpen the random model: penalties then move the distribution a lot
         policy.lm_head.weight.mul_(40)
-    policy.generation_config.repetition_penalty = 1.3
-    policy.generation_config.no_repeat_ngram_size = 2
-    policy.generation_config.bad_words_ids = [[5]]
-    policy.generation_config.min_new_tokens = 8
     recorded = []
 
     class Recording(SeededSampler):
@@ -85,6 +96,15 @@ def test_sampled_distribution_is_the_one_the_loss_scores(tiny, monkeypatch, temp
     mask = rollouts.response_mask.bool()
     steps = sampled.shape[1]
     assert torch.allclose(sampled[mask[:, :steps]], scored[:, :steps][mask[:, :steps]], atol=1e-4)
+    # the model's own generation config is left as it was
+    assert policy.generation_config.repetition_penalty == 1.3
+    assert policy.generation_config.no_repeat_ngram_size == 2
+
+
+def test_model_generation_config_does_not_change_the_samples(tiny):
+    texts = [_engine((m, tiny[1])).generate(_prompts(tiny), [0, 1], seeds=[3, 4]).texts
+             for m in (tiny[0], _polluted(tiny[0]))]
+    assert texts[0] == texts[1]
 
 
 def test_top_p_filter_keeps_the_nucleus():

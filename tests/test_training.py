@@ -113,9 +113,13 @@ def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
     ("override", "message"),
     [
         ("reward.diversity_weight=1.5", "reward.diversity_weight"),
-        ("reward.fusion=sum", "reward.fusion"),
+        ("reward.fusion._target_=darling.fusion.fuse_sum", "reward.fusion._target_"),
+        ("reward.quality_transform._partial_=false", "reward.quality_transform"),
         ("rollout.temperature=0", "rollout.temperature"),
         ("optim.mini_batches=100", "optim.mini_batches"),
+        ("seed=-1", "seed=-1"),
+        ("rollout.top_p=0.9", "rollout.top_p"),
+        ("model.lora.dropout=0.1", "model.lora.dropout"),
     ],
 )
 def test_invalid_values_name_the_key(compose_cfg, override, message):
@@ -181,12 +185,23 @@ def test_missing_wandb_is_named(compose_cfg, monkeypatch):
         validate(compose_cfg(*TINY, "logger=wandb"))
 
 
-def test_wandb_offline_run(compose_cfg, tmp_path, monkeypatch):
+def test_wandb_offline_run_resumes_its_run_with_config_and_tags(compose_cfg, tmp_path,
+                                                                 monkeypatch):
     pytest.importorskip("wandb")
+    from darling.train.loggers import wandb_run_id
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), tmp_path / "run")
-    assert list((tmp_path / "run").rglob("*.wandb")), "no offline wandb run was written"
+    run = tmp_path / "run"
+    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=1"), run)
+    train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=2", "ckpt_path=last"), run)
+    runs = sorted(run.rglob("offline-run-*"))
+    expected = wandb_run_id(run, "tiny-darling-w1.0-seed0")
+    assert len(runs) == 2 and all(p.name.endswith(expected) for p in runs), runs
+    logged = (runs[-1] / f"run-{expected}.wandb").read_bytes()  # offline: one binary log
+    assert b"n_per_prompt" in logged and b"diversity_weight" in logged  # the resolved config
+    assert b"reward=darling" in logged and b"w=1.0" in logged  # the arm's tags
+    assert wandb_run_id(tmp_path / "other", "tiny-darling-w1.0-seed0") != expected
 
 
 def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
@@ -227,3 +242,53 @@ def test_on_policy_update_reuses_the_gradient_forward(compose_cfg, tmp_path, mon
                             strict=True):
         for c in cols:
             assert float(row_a[c]) == pytest.approx(float(row_b[c]), rel=1e-6, abs=1e-7), c
+
+
+def test_dropout_in_the_model_keeps_the_on_policy_ratio_at_one(compose_cfg, tmp_path, monkeypatch):
+    import darling.train.run as run
+
+    def with_dropout(spec, seed=0):
+        policy, tokenizer = load_policy(spec, seed=seed)
+        policy.config.attention_dropout = 0.5
+        for layer in policy.model.layers:
+            layer.self_attn.attention_dropout = 0.5
+        return policy, tokenizer
+
+    monkeypatch.setattr(run, "load_policy", with_dropout)
+    train(compose_cfg(*TINY, "trainer.max_steps=1"), tmp_path)
+    (row,) = _metrics(tmp_path)
+    # one epoch, one mini-batch: the update starts at the sampling policy, so ratio == 1 exactly
+    assert float(row["loss/approx_kl"]) == 0.0
+    assert float(row["loss/clip_frac"]) == 0.0
+
+
+def test_disable_dropout_zeroes_modules_attributes_and_config():
+    from darling.train.run import disable_dropout
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
+    net.config = type("Config", (), {})()
+    net.config.hidden_dropout = 0.1
+    net[0].attention_dropout = 0.2
+    assert disable_dropout(net) == 3
+    assert net[1].p == 0.0 and net[0].attention_dropout == 0.0 and net.config.hidden_dropout == 0.0
+
+
+def test_parquet_prompts_without_pandas_name_the_extra(compose_cfg, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pandas" else real(name, *a))
+    with pytest.raises(ImportError, match=r"prompts\.parquet.*darling\[parquet\]"):
+        validate(compose_cfg(*TINY, "data.train_path=prompts.parquet"))
+
+
+def test_loggers_do_not_import_the_run_module():
+    code = (
+        "import sys, importlib.util, darling.train.loggers as loggers\n"
+        "importlib.util.find_spec = lambda name, *a: None\n"
+        "try:\n    loggers.wandb_logger('.', 'p', 'g', 'n')\nexcept ImportError:\n    pass\n"
+        "print('darling.train.run' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,11 +16,13 @@ def group_advantages(
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``A_i = R_i - mean_{j in g(i)} R_j`` (DARLING: no std division), or with
-    ``std_normalize`` the GRPO form ``(R_i - mean) / (std + eps)`` (population std).
+    ``std_normalize`` the GRPO form ``(R_i - mean) / (std + eps)`` where ``std`` is the unbiased
+    group std, ``sqrt(sum_j (R_j - mean)^2 / (n_g - 1))`` (ddof=1, as verl and TRL compute it).
 
-    A group of one gets ``A = 0``. ``rewards``: shape ``(N,)``; returns advantages of shape
-    ``(N,)`` and metrics (``zero_std_groups``: share of groups whose rewards are all equal, where
-    no learning signal exists).
+    A group of one gets ``A = 0`` (its std is undefined; it carries no relative signal).
+    ``rewards``: shape ``(N,)``; returns advantages of shape ``(N,)`` and metrics
+    (``zero_std_groups``: share of groups whose rewards are all equal, where no learning signal
+    exists).
 
     >>> adv, _ = group_advantages(torch.tensor([1.0, 0.0, 0.5]), ["a", "a", "b"])
     >>> adv.tolist()
@@ -36,7 +38,8 @@ def group_advantages(
     count.index_add_(0, index, torch.ones_like(values))
     mean = torch.zeros_like(count).index_add_(0, index, values) / count
     centered = values - mean[index]
-    var = torch.zeros_like(count).index_add_(0, index, centered**2) / count
+    # unbiased (ddof=1); a group of one has no std and gets A = 0 below
+    var = torch.zeros_like(count).index_add_(0, index, centered**2) / (count - 1).clamp_min(1)
     std = var.sqrt()
     advantages = centered / (std[index] + eps) if std_normalize else centered
     advantages = torch.where(count[index] > 1, advantages, torch.zeros_like(advantages))

@@ -4,6 +4,11 @@ Quality first goes through an explicit transform (multiplying a signed reward-mo
 diversity weight would reward duplicates whenever the score is negative, spec section 6), then a
 fusion rule combines it with the diversity score. ``diversity_weight`` (lambda in [0, 1]) moves
 smoothly from quality-only GRPO (0) to full DARLING (1).
+
+Every transform is called as ``transform(quality, group_ids=...)`` and every fusion as
+``fuse(quality, diversity, group_ids=..., diversity_weight=...)``, so the reward config names them
+as Hydra partials (``conf/reward/quality_transform/``, ``conf/reward/fusion/``); a rule that works
+per rollout accepts ``group_ids`` and ignores it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from darling.groups import check_lengths, group_indices
 DEFAULT_DIVERSITY_FLOOR = 0.1
 """Spec section 1.4 (authors' code): ``Norm(Div) = max(Div, 0.1)``; a duplicated good answer
 keeps a little reward."""
+
+
+def identity(quality: np.ndarray, *, group_ids: Sequence[Hashable] | None = None) -> np.ndarray:
+    """``r_i``: quality as scored (for scores already on a non-negative scale)."""
+    return _as_float(quality)
 
 
 def shift_to_group_min(quality: np.ndarray, group_ids: Sequence[Hashable]) -> np.ndarray:
@@ -33,12 +43,24 @@ def shift_to_group_min(quality: np.ndarray, group_ids: Sequence[Hashable]) -> np
     return shifted
 
 
-def affine(quality: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+def affine(
+    quality: np.ndarray,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    *,
+    group_ids: Sequence[Hashable] | None = None,
+) -> np.ndarray:
     """``scale * r + offset`` (e.g. map a known score range onto [0, 1])."""
     return scale * _as_float(quality) + offset
 
 
-def sigmoid(quality: np.ndarray, temperature: float = 1.0, center: float = 0.0) -> np.ndarray:
+def sigmoid(
+    quality: np.ndarray,
+    temperature: float = 1.0,
+    center: float = 0.0,
+    *,
+    group_ids: Sequence[Hashable] | None = None,
+) -> np.ndarray:
     """``1 / (1 + exp(-(r - center) / temperature))``: a monotone map onto (0, 1)."""
     return 1.0 / (1.0 + np.exp(-(_as_float(quality) - center) / temperature))
 
@@ -48,6 +70,8 @@ def fuse_multiplicative(
     diversity: np.ndarray,
     diversity_weight: float = 1.0,
     floor: float = DEFAULT_DIVERSITY_FLOOR,
+    *,
+    group_ids: Sequence[Hashable] | None = None,
 ) -> np.ndarray:
     """DARLING's fusion: ``R_i = r_i * ((1 - lambda) + lambda * max(Div_i, floor))``.
 
@@ -62,14 +86,18 @@ def fuse_multiplicative(
     if (quality < 0).any():
         raise ValueError(
             f"multiplicative fusion needs quality >= 0 but got min {quality.min():.4g}: set "
-            "reward.quality_transform to group_min, affine or sigmoid for signed scores"
+            "reward/quality_transform=group_min (or affine, sigmoid) for signed scores"
         )
     norm = np.maximum(diversity, floor)
     return quality * ((1.0 - diversity_weight) + diversity_weight * norm)
 
 
 def fuse_additive(
-    quality: np.ndarray, diversity: np.ndarray, diversity_weight: float = 1.0
+    quality: np.ndarray,
+    diversity: np.ndarray,
+    diversity_weight: float = 1.0,
+    *,
+    group_ids: Sequence[Hashable] | None = None,
 ) -> np.ndarray:
     """Additive ablation: ``R_i = r_i + lambda * Div_i``. Shapes ``(N,)`` -> ``(N,)``."""
     quality, diversity = _check_pair(quality, diversity)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import torch
 
+DEFAULT_CLIP = 0.2
+"""PPO's epsilon (spec section 1.7): the ratio is clipped to [1 - 0.2, 1 + 0.2]."""
+
+DEFAULT_DUAL_CLIP = 3.0
+"""Dual-clip bound c on the loss of a negative advantage (spec section 1.7, verl's default)."""
+
 KL_VALUE_CLAMP = 10.0
 """Spec section 1.8 (authors' code, verl's ``low_var_kl``): the k3 value is clamped to [-10, 10]."""
 
@@ -22,9 +28,9 @@ def ppo_clip_loss(
     logp_old: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip: float | None = 3.0,
+    clip_low: float = DEFAULT_CLIP,
+    clip_high: float = DEFAULT_CLIP,
+    dual_clip: float | None = DEFAULT_DUAL_CLIP,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-clipped surrogate, token-mean over the batch.
 

@@ -1,53 +1,53 @@
-"""From per-rollout quality and diversity to the training reward, as the reward config says.
+"""From per-rollout quality and diversity to the training reward of one arm.
 
-``training_reward`` is the one place that reads the reward settings (``RewardSpec``): quality
-transform (spec 1.5), then fusion with the diversity weight and floor (spec 1.4 and 1.5).
+``Reward`` holds the arm's rule as callables (built from ``conf/reward/`` by the training shell):
+a quality transform (spec 1.5), a fusion (spec 1.4 and 1.5), the diversity weight lambda and
+whether advantages are divided by the group std (spec 1.6).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from darling.fusion import (
-    affine,
-    fuse_additive,
-    fuse_additive_zscore,
-    fuse_multiplicative,
-    shift_to_group_min,
-    sigmoid,
-)
+from darling.fusion import fuse_multiplicative, identity
 
-QUALITY_TRANSFORMS: dict[str, Callable[[np.ndarray, Sequence[Hashable], Any], np.ndarray]] = {
-    "none": lambda q, gids, t: np.asarray(q, dtype=np.float64),
-    "group_min": lambda q, gids, t: shift_to_group_min(q, gids),
-    "affine": lambda q, gids, t: affine(q, t.scale, t.offset),
-    "sigmoid": lambda q, gids, t: sigmoid(q, t.temperature, t.center),
-}
 
-FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray, Sequence[Hashable], Any], np.ndarray]] = {
-    "multiplicative": lambda q, d, gids, r: fuse_multiplicative(
-        q, d, r.diversity_weight, r.diversity_floor
-    ),
-    "additive": lambda q, d, gids, r: fuse_additive(q, d, r.diversity_weight),
-    "additive_zscore": lambda q, d, gids, r: fuse_additive_zscore(q, d, gids, r.diversity_weight),
-}
+@dataclass(frozen=True)
+class Reward:
+    """One arm's reward rule.
+
+    ``quality_transform(q, group_ids=...) -> q'`` and
+    ``fusion(q', div, group_ids=..., diversity_weight=...) -> R`` are functions of
+    ``darling.fusion`` (or any with those signatures); ``diversity_weight`` is lambda in [0, 1],
+    the knob sweeps move.
+    """
+
+    fusion: Callable[..., np.ndarray] = fuse_multiplicative
+    diversity_weight: float = 1.0
+    quality_transform: Callable[..., np.ndarray] = identity
+    std_normalize: bool = False
+    name: str = "darling"
 
 
 def training_reward(
-    quality: np.ndarray, diversity: np.ndarray, group_ids: Sequence[Hashable], reward: Any
+    quality: np.ndarray, diversity: np.ndarray, group_ids: Sequence[Hashable], reward: Reward
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """``R = fuse(transform(quality), diversity)``. Shapes ``(N,)`` -> ``(N,)``.
+    """``R = fusion(transform(quality), diversity; lambda)``. Shapes ``(N,)`` -> ``(N,)``.
 
-    ``reward`` has the fields of ``darling.train.config.RewardSpec``. Returns the rewards and
-    metrics (``quality_mean`` on the raw scale, ``transformed_quality_mean``, ``mean``, ``std``).
+    Returns the rewards and metrics (``quality_mean`` on the raw scale,
+    ``transformed_quality_mean``, ``mean``, ``std``).
+
+    >>> training_reward(np.array([1.0, 1.0]), np.array([0.0, 0.5]), [0, 0], Reward())[0].tolist()
+    [0.1, 0.5]
     """
-    transformed = QUALITY_TRANSFORMS[reward.quality_transform.kind](
-        quality, group_ids, reward.quality_transform
+    transformed = np.asarray(reward.quality_transform(quality, group_ids=group_ids), np.float64)
+    rewards = reward.fusion(
+        transformed, np.asarray(diversity), group_ids=group_ids,
+        diversity_weight=reward.diversity_weight,
     )
-    rewards = FUSIONS[reward.fusion](transformed, np.asarray(diversity), group_ids, reward)
     return rewards, {
         "quality_mean": float(np.mean(quality)),
         "transformed_quality_mean": float(np.mean(transformed)),

@@ -34,6 +34,7 @@ from darling.partition.keyed import partition_rollouts
 from darling.quality.base import QualityFailure, score_quality
 from darling.quality.secrets import check_api_key_env
 from darling.quality.verifiers import verifier_correctness
+from darling.rollout.base import EVAL_STREAM, group_seeds
 from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
@@ -41,11 +42,6 @@ from darling.train.loggers import close_logger
 from darling.train.run import build_engine
 
 log = logging.getLogger(__name__)
-
-EVAL_SEED_STRIDE = 7919
-"""Prompt i of an evaluation with seed s is sampled with seed ``s * EVAL_SEED_STRIDE + i``, so
-its samples do not depend on the batching."""
-
 
 def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     """``(run_dir, checkpoint file or None)`` for a run dir, its ``policy/`` dir or a ``.ckpt``.
@@ -233,7 +229,8 @@ def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, toke
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
         prompts = [chat_prompt(tokenizer, r.prompt, cfg.data.system_prompt) for r in chunk]
-        seeds = [cfg.seed * EVAL_SEED_STRIDE + start + i for i in range(len(chunk))]
+        seeds = group_seeds(cfg.seed, range(start, start + len(chunk)), int(cfg.eval.k),
+                            stream=EVAL_STREAM)
         rollouts = engine.generate(prompts, [r.id for r in chunk], seeds=seeds)
         texts += rollouts.texts
         gids += rollouts.group_ids

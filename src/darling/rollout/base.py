@@ -41,6 +41,52 @@ class Rollouts:
         return int(self.response_mask.sum())
 
 
+SEED_SAMPLE_BITS = 36
+"""Bits of a seed that number the samples of one run and stream: ``2**36`` (6.9e10) samples."""
+SEED_STREAM_BITS = 1
+"""One bit tells training (stream 0) from evaluation (stream 1) samples of the same run seed."""
+MAX_RUN_SEED = 2 ** (63 - SEED_SAMPLE_BITS - SEED_STREAM_BITS) - 1
+"""The largest run seed (67,108,863) whose sample seeds still fit in 63 bits."""
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def group_seeds(
+    run_seed: int, group_ids: Sequence[int], n_per_prompt: int, stream: int = TRAIN_STREAM
+) -> list[int]:
+    """The sampling seed of each group: ``((run_seed << 1 | stream) << 36) + g * n``.
+
+    Every engine seeds a group's request with this value; vLLM gives the i-th of the n samples
+    of a seeded request the seed ``seed + i``, so group ``g`` owns the block
+    ``[base + g * n, base + (g + 1) * n)``. Blocks of distinct groups never overlap, training
+    (``stream=0``) and evaluation (``stream=1``) of one run seed use disjoint ranges, distinct run
+    seeds use disjoint ranges, and every seed fits in 63 bits. ``group_ids`` are non-negative
+    integers (the prompt-stream position in training, the prompt index in evaluation); the seed
+    depends only on (run seed, stream, group, n), never on batching or the number of processes.
+
+    >>> group_seeds(0, [0, 1, 2], 8)
+    [0, 8, 16]
+    >>> group_seeds(0, [0], 8, stream=1) == [2**36]
+    True
+    """
+    if not 0 <= run_seed <= MAX_RUN_SEED:
+        raise ValueError(f"seed={run_seed}: must be in [0, {MAX_RUN_SEED}]")
+    if stream not in (TRAIN_STREAM, EVAL_STREAM):
+        raise ValueError(f"stream={stream}: must be {TRAIN_STREAM} (train) or {EVAL_STREAM} (eval)")
+    if n_per_prompt < 1:
+        raise ValueError(f"n_per_prompt={n_per_prompt}: must be >= 1")
+    base = ((run_seed << SEED_STREAM_BITS) | stream) << SEED_SAMPLE_BITS
+    seeds = []
+    for g in group_ids:
+        g = int(g)
+        if g < 0 or (g + 1) * n_per_prompt > 2**SEED_SAMPLE_BITS:
+            raise ValueError(
+                f"group {g} with {n_per_prompt} samples is outside the seed space "
+                f"(0 <= group and (group + 1) * n <= 2**{SEED_SAMPLE_BITS})"
+            )
+        seeds.append(base + g * n_per_prompt)
+    return seeds
+
+
 class RolloutEngine:
     """Interface: ``bind`` the policy once, ``generate`` each step, ``sync`` after updates."""
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from darling.models.merged import merged_weights
 
@@ -59,21 +60,74 @@ def write_policy(directory: Path, state: dict, model, tokenizer) -> None:
     partial.rename(directory)
 
 
-class CheckpointOnSigterm(L.Callback):
-    """On SIGTERM (SLURM preemption, ``kill``), save ``last.ckpt`` once the current step ends.
+class StepMetrics(L.Callback):
+    """Write each step's metrics to the loggers before that step's checkpoint is saved.
 
-    Lightning's own handler records the signal (``trainer.received_sigterm``, broadcast to every
-    rank) and exits after the step; this callback writes the checkpoint first (atomically: Lightning
-    writes through an fsspec transaction), so ``ckpt_path=last`` resumes from that very step.
+    ``training_step`` returns its metrics (``outputs["metrics"]``); this callback averages them
+    over the processes and hands them to every logger in ``on_train_batch_end``, which Lightning
+    runs before the checkpoint callbacks (it orders ``ModelCheckpoint`` last). Lightning's own
+    logging happens after those callbacks, so a kill right after a save lost the saved step's row.
+    Rows are keyed by the 0-based rollout step; at train start the loggers drop the rows of steps
+    the run is about to (re)do (``ResumableCSVLogger.start``). ``last`` holds the latest metrics,
+``steps_run`` counts the steps of this ``fit``.
     """
 
-    def __init__(self, checkpoint_path: str | Path):
-        self.checkpoint_path = Path(checkpoint_path)
+    def __init__(self, every_n_steps: int = 1):
+        self.every_n_steps = every_n_steps
+        self.last: dict[str, float] = {}
+        self.steps_run = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "start"):
+                logger.start(pl_module.rollout_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        metrics = (outputs or {}).get("metrics")
+        if not metrics:
+            return
+        self.steps_run += 1
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+        if trainer.world_size > 1:
+            values = trainer.strategy.reduce(values.to(pl_module.device), reduce_op="mean").cpu()
+        self.last = dict(zip(keys, values.tolist(), strict=True))
+        step = pl_module.rollout_step - 1  # training_step has advanced the counter
+        if (step + 1) % self.every_n_steps and not _is_final_step(trainer):
+            return
+        for logger in trainer.loggers:
+            logger.log_metrics(self.last, step=step)
+
+
+class CheckpointOnSigterm(L.Callback):
+    """Save ``last.ckpt`` after the final step and, on SIGTERM (SLURM preemption, ``kill``),
+    after the current step, unless the periodic save of ``ModelCheckpoint`` (every
+    ``every_n_steps``) writes it at this very step anyway.
+
+    Lightning's ``ModelCheckpoint`` skips the final step when ``max_steps`` is not a multiple of
+    its period, which left ``last.ckpt`` older than ``policy/``. Lightning's own SIGTERM handler
+    records the signal (``trainer.received_sigterm``, broadcast to every rank) and exits after the
+    step; this callback writes the checkpoint first, so ``ckpt_path=last`` resumes from that very
+    step. ``train`` then exits with ``SIGTERM_EXIT_CODE`` unless that step was the last.
+    """
+
+    def __init__(self, checkpoint_path: str | Path, every_n_steps: int):
+        self.checkpoint_path = Path(checkpoint_path)
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        final = _is_final_step(trainer)
+        if not (final or trainer.received_sigterm):
+            return
+        if trainer.global_step % self.every_n_steps == 0:
+            return  # ModelCheckpoint saves last.ckpt at this step
         if trainer.received_sigterm:
             log.warning("SIGTERM: saving %s before exiting", self.checkpoint_path)
-            trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path)
+
+
+def _is_final_step(trainer: L.Trainer) -> bool:
+    return trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
 
 
 class RolloutLog(L.Callback):

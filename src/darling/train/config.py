@@ -12,34 +12,28 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from darling.fusion import DEFAULT_DIVERSITY_FLOOR
+from darling.losses import DEFAULT_CLIP, DEFAULT_DUAL_CLIP
 from darling.models.loading import ModelSpec
 from darling.rollout.base import SamplingSpec
 
 
 @dataclass
-class QualityTransformSpec:
-    """Map quality onto a non-negative scale before multiplicative fusion (spec section 1.5)."""
-
-    kind: str = "none"
-    """none | group_min (r - min of group) | affine (scale * r + offset) | sigmoid."""
-    scale: float = 1.0
-    offset: float = 0.0
-    temperature: float = 1.0
-    center: float = 0.0
-
-
-@dataclass
 class RewardSpec:
-    """How quality and diversity become the training reward and advantage."""
+    """How quality and diversity become the training reward and advantage (``reward/``)."""
 
     name: str = "darling"
-    fusion: str = "multiplicative"
-    """multiplicative (DARLING) | additive | additive_zscore."""
+    fusion: Any = MISSING
+    """A ``darling.fusion`` partial (``reward/fusion=multiplicative | additive |
+    additive_zscore``)."""
     diversity_weight: float = 1.0
     """lambda in [0, 1]: 0 = quality-only GRPO, 1 = full DARLING. The knob sweeps move."""
-    diversity_floor: float = 0.1
+    diversity_floor: float = DEFAULT_DIVERSITY_FLOOR
     """Norm(Div) = max(Div, floor) in multiplicative fusion (spec 1.4)."""
-    quality_transform: QualityTransformSpec = field(default_factory=QualityTransformSpec)
+    quality_transform: Any = MISSING
+    """A ``darling.fusion`` partial that maps quality onto a non-negative scale before
+    multiplicative fusion, spec 1.5 (``reward/quality_transform=none | group_min | affine |
+    sigmoid``)."""
     std_normalize: bool = False
     """Divide advantages by the group std (GRPO's form); DARLING does not (spec 1.6)."""
 
@@ -74,6 +68,9 @@ class DataSpec:
     prompts_per_step: int = 2
     """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
     system_prompt: str | None = None
+    max_prompt_tokens: int = 1024
+    """Longest training prompt in tokens (chat template included); a longer one fails at start,
+    naming its id, instead of running the update out of memory."""
 
 
 @dataclass
@@ -85,9 +82,9 @@ class OptimSpec:
     lr: float = "${model.lr}"  # type: ignore[assignment]
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float | None = 3.0
+    clip_low: float = DEFAULT_CLIP
+    clip_high: float = DEFAULT_CLIP
+    dual_clip: float | None = DEFAULT_DUAL_CLIP
     kl_coef: float = 0.0
     """Weight of the k3 KL to the frozen initial policy (spec: 0.001 non-verifiable, 0 math)."""
     ppo_epochs: int = 1
@@ -133,6 +130,9 @@ class TrainConfig:
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
     checkpoint; auto: resume it if it exists, else start fresh; or a path to a checkpoint file."""
+    max_failed_steps: int = 3
+    """Stop when the quality function failed (None) on every rollout this many steps in a row
+    (an unreachable judge); 0 never stops."""
     log_rollouts: bool = True
     """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
 

@@ -57,7 +57,7 @@ class _StepTicks(torch.utils.data.IterableDataset):
 
 
 class PromptDataModule(L.LightningDataModule):
-    """Owns the training and evaluation prompt files and the training schedule."""
+    """Owns the training prompt file and its schedule."""
 
     def __init__(self, data: Any, seed: int):
         super().__init__()
@@ -67,6 +67,35 @@ class PromptDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(_StepTicks(), batch_size=None)
+
+
+def check_prompt_lengths(
+    rows: Sequence[PromptRow],
+    tokenizer: Any,
+    max_tokens: int,
+    system_prompt: str | None = None,
+    source: Any = "the prompt file",
+) -> None:
+    """Raise ``ValueError`` naming every prompt whose chat-formatted token count exceeds
+    ``max_tokens`` (its id, row and length), before anything is sampled."""
+    too_long = []
+    for index, row in enumerate(rows):
+        text = chat_prompt(tokenizer, row.prompt, system_prompt)
+        length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if length > max_tokens:
+            too_long.append(f"id {row.id!r} (row {index + 1}): {length} tokens")
+    if too_long:
+        shown = too_long[:_MAX_SHOWN]
+        hidden = len(too_long) - len(shown)
+        more = f"\n  ... and {hidden} more" if hidden else ""
+        raise ValueError(
+            f"{source}: {len(too_long)} prompt(s) longer than data.max_prompt_tokens={max_tokens}:"
+            "\n  " + "\n  ".join(shown) + more + "\nShorten or drop them, or raise "
+            "data.max_prompt_tokens if the model's context and memory allow it"
+        )
+
+
+_MAX_SHOWN = 5
 
 
 def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:

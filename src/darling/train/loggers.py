@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from argparse import Namespace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from darling.extras import require_module
+
 
 class ResumableCSVLogger(Logger):
     """One CSV row per training step in ``<save_dir>/metrics.csv``, kept across resumes.
 
-    A resumed run first drops rows at or after the step it restarts from (steps logged after
-    the checkpoint are redone), so the file reads as if the run had never stopped. Columns are
-    the union of all keys seen; the file is rewritten when a new key appears.
+    A run (fresh or resumed) calls ``start(first_step)`` before its first step: rows at or after
+    the step it starts from are dropped and the file is rewritten at once (steps logged after the
+    checkpoint are redone), so the file reads as if the run had never stopped, however many steps
+    a kill lost. Columns are the union of all keys seen; the file is rewritten when a new key
+    appears, otherwise each row is appended.
     """
 
     def __init__(self, save_dir: str | Path, filename: str = "metrics.csv"):
@@ -42,14 +49,20 @@ class ResumableCSVLogger(Logger):
         """The resolved config is saved as ``config.yaml`` by the run itself."""
 
     @rank_zero_only
+    def start(self, first_step: int) -> None:
+        """Keep only the rows of steps before ``first_step`` and rewrite the file now."""
+        self._rows = self._read_existing(first_step)
+        self._rewrite()
+
+    @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self._rows is None:
-            self._rows = self._read_existing(step or 0)
+            self.start(step or 0)
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         new = [k for k in row if k not in self._columns]
         self._columns.extend(new)
         self._rows.append(row)
-        if new or len(self._rows) == 1:
+        if new:
             self._rewrite()
         else:
             with self.path.open("a", newline="") as f:
@@ -74,15 +87,55 @@ class ResumableCSVLogger(Logger):
         tmp.replace(self.path)
 
 
-def wandb_logger(save_dir: str | Path, project: str, group: str, name: str, **kwargs: Any):
-    """Lightning's ``WandbLogger``; runs of one sweep share ``group``. Set ``WANDB_MODE=offline``
-    to log without a network."""
-    from darling.train.run import require_module
+def wandb_logger(
+    save_dir: str | Path,
+    project: str,
+    name: str | None = None,
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    **kwargs: Any,
+):
+    """Lightning's ``WandbLogger`` for one run directory.
 
-    require_module("wandb")
+    The wandb run id is a function of the run directory (``wandb_run_id``) and the logger resumes
+    it (``resume="allow"``), so a requeued or resumed run continues its wandb run instead of
+    starting a second one. ``group`` defaults to the Hydra sweep directory in a multirun, so the
+    runs of one sweep share a group; ``tags`` name the arm. Set ``WANDB_MODE=offline`` to log
+    without a network.
+    """
+    require_module("wandb", "logger=wandb")
     from lightning.pytorch.loggers import WandbLogger
 
-    return WandbLogger(save_dir=str(save_dir), project=project, group=group, name=name, **kwargs)
+    kwargs.setdefault("id", wandb_run_id(save_dir, name))
+    kwargs.setdefault("resume", "allow")
+    return WandbLogger(
+        save_dir=str(save_dir), project=project, name=name, group=group or _sweep_group(),
+        tags=[str(t) for t in tags if t is not None], **kwargs,
+    )
+
+
+def wandb_run_id(save_dir: str | Path, name: str | None = None) -> str:
+    """``<name>-<8 hex of the absolute run directory>``: stable across restarts of one run,
+    distinct for two runs of the same name in different directories (wandb ids allow letters,
+    digits, ``-`` and ``_``)."""
+    digest = hashlib.sha1(str(Path(save_dir).resolve()).encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name or "run").strip("-")[:_MAX_ID_STEM]
+    return f"{stem}-{digest}"
+
+
+_MAX_ID_STEM = 55
+"""wandb ids are at most 64 characters: the stem, a dash and 8 hex digits."""
+
+
+def _sweep_group() -> str | None:
+    """The sweep directory of a Hydra multirun job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    return str(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
 
 
 def close_logger(logger: Any) -> None:

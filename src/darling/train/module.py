@@ -13,6 +13,7 @@ import contextlib
 import copy
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -29,17 +30,11 @@ from darling.models.frozen import check_frozen, frozen_state, weights_fingerprin
 from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
-from darling.rollout.base import RolloutEngine, Rollouts
+from darling.rollout.base import RolloutEngine, Rollouts, group_seeds
 from darling.train.data import PromptSchedule, chat_prompt
 from darling.train.strategies import FSDP2Strategy, shard_model
 
 log = logging.getLogger(__name__)
-
-SEED_STRIDE = 1_000_003
-"""Group g (its global prompt-stream position) is sampled with seed ``seed * SEED_STRIDE + g``:
-a function of the run seed and the group only, so neither resuming nor changing the number of
-processes changes a group's rollouts."""
-
 
 PROGRESS_BAR = {
     "quality": "reward/quality_mean",
@@ -64,6 +59,7 @@ class DarlingModule(L.LightningModule):
         optim: Any,
         seed: int = 0,
         system_prompt: str | None = None,
+        max_failed_steps: int = 3,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -73,6 +69,7 @@ class DarlingModule(L.LightningModule):
         self.schedule, self.reward_spec, self.optim_spec = schedule, reward, optim
         self.seed, self.system_prompt = seed, system_prompt
         self.rollout_step = 0
+        self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         # A tuple keeps the frozen reference out of the module tree: it is not trained, not
         # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
         self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
@@ -84,74 +81,89 @@ class DarlingModule(L.LightningModule):
 
     # -- the algorithm -----------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        timer = _Timer()
-        step, world, rank = self.rollout_step, self.trainer.world_size, self.global_rank
-        scheduled = self.schedule.rows_for_step(step, rank, world)
-        group_ids = [gid for gid, _ in scheduled]
-        rows = [row for _, row in scheduled]
-        prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
-
+        """One rollout step: the six steps of the paper, then the PPO update. Returns the
+        step's metrics (``StepMetrics`` logs them) and one record per rollout (``RolloutLog``)."""
+        timer, step = _Timer(), self.rollout_step
         with timer("generate"):
-            rollouts = self.engine.generate(
-                prompts, group_ids, seeds=[self.seed * SEED_STRIDE + g for g in group_ids]
-            )
+            scored = self._sample(step)  # 1. n responses per prompt
         with timer("quality"):
-            quality, quality_metrics = score_quality(
-                self.quality_fn,
-                [rows[i].prompt for i in rollouts.prompt_index],
-                rollouts.texts,
-                [rows[i] for i in rollouts.prompt_index],
-            )
-        keep = np.flatnonzero(~np.isnan(quality))  # failed rows are reported, then excluded
-        texts = [rollouts.texts[i] for i in keep]
-        gids = [rollouts.group_ids[i] for i in keep]
+            self._score_quality(scored)  # 2. quality; failed rows are excluded
         with timer("partition"):
-            labels, pair_metrics = partition_rollouts(
-                texts, gids, [rows[rollouts.prompt_index[i]] for i in keep], self.classifier
-            )
-            diversity, diversity_metrics = self.diversity_fn(
-                texts, gids, labels=labels, quality=quality[keep]
-            )
-        rewards, reward_metrics = training_reward(quality[keep], diversity, gids, self.reward_spec)
-        advantages = torch.zeros(len(rollouts.texts))
-        advantages[keep], advantage_metrics = group_advantages(
-            torch.as_tensor(rewards, dtype=torch.float32), gids, self.reward_spec.std_normalize
-        )
-        token_mask = rollouts.response_mask.clone()
-        token_mask[np.setdiff1d(np.arange(len(quality)), keep)] = 0
+            self._partition(scored)  # 3. classes of equivalent responses
+            self._diversity(scored)  # 4. Div_i
+        self._reward(scored)  # 5. R_i = fuse(q_i, Div_i)
+        self._advantage(scored)  # 6. A_i = R_i - group mean
         with timer("update"):
             loss_metrics, logp_mean = self._update(
-                rollouts, advantages.to(self.device), token_mask
+                scored.rollouts, scored.advantages.to(self.device), scored.token_mask
             )
         with timer("sync"):
             self.engine.sync()
         self.rollout_step = step + 1
-
-        records = _rollout_records(
-            step, rows, rollouts, quality, keep, labels, diversity, rewards, advantages
-        )
-        tokens = rollouts.num_tokens
-        metrics = {
-            **_prefixed("reward", {**reward_metrics, **quality_metrics}),
-            **_prefixed("diversity", {
-                **class_metrics(labels, gids),
-                **pair_metrics,
-                **diversity_metrics,
-                "score_mean": float(np.mean(diversity)),
-            }),
-            **_prefixed("advantage", advantage_metrics),
-            **_prefixed("loss", loss_metrics),
-            **_prefixed("time", timer.seconds),
-            "rollout/tokens": float(tokens),
-            "rollout/response_len_mean": tokens / max(len(rollouts.texts), 1),
-            "rollout/tokens_per_s": tokens / max(timer.seconds["generate"], 1e-9),
-            "rollout/step": float(step + 1),
-            "rollout/logp_mean": logp_mean,
-        }
-        self.log_dict(metrics, on_step=True, sync_dist=world > 1, batch_size=len(texts))
+        metrics = _step_metrics(scored, loss_metrics, logp_mean, timer.seconds)
         for short, key in PROGRESS_BAR.items():
             self.log(short, metrics[key], prog_bar=True, logger=False)
-        return {"rollouts": records}
+        return {"rollouts": scored.records(), "metrics": metrics}
+
+    def _sample(self, step: int) -> ScoredBatch:
+        scheduled = self.schedule.rows_for_step(step, self.global_rank, self.trainer.world_size)
+        group_ids = [gid for gid, _ in scheduled]
+        rows = [row for _, row in scheduled]
+        prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
+        # a function of the run seed and the group only (``group_seeds``): neither resuming nor
+        # changing the number of processes changes a group's rollouts
+        seeds = group_seeds(self.seed, group_ids, self.engine.sampling.n_per_prompt)
+        return ScoredBatch(step, rows, self.engine.generate(prompts, group_ids, seeds=seeds))
+
+    def _score_quality(self, scored: ScoredBatch) -> None:
+        rows = scored.rollout_rows
+        scored.quality, metrics = score_quality(
+            self.quality_fn, [r.prompt for r in rows], scored.rollouts.texts, rows
+        )
+        scored.keep = np.flatnonzero(~np.isnan(scored.quality))
+        scored.metrics["reward"] = metrics
+        self._check_failed_streak(len(scored.keep))
+
+    def _check_failed_streak(self, scored_rows: int) -> None:
+        """Stop when no rollout of any process could be scored for ``max_failed_steps`` steps in
+        a row (an unreachable judge, a missing API key): every advantage would be 0, the run
+        would end with zero loss and save an untrained policy."""
+        if self.trainer.world_size > 1:
+            total = torch.tensor(float(scored_rows), device=self.device)
+            scored_rows = int(self.trainer.strategy.reduce(total, reduce_op="sum").item())
+        self._failed_streak = 0 if scored_rows else self._failed_streak + 1
+        if self.max_failed_steps and self._failed_streak >= self.max_failed_steps:
+            name = getattr(self.quality_fn, "__name__", type(self.quality_fn).__name__)
+            raise RuntimeError(
+                f"quality function {name!r} failed (returned None) on every rollout for "
+                f"{self._failed_streak} steps in a row: is the judge reachable and its API key "
+                "set? Stopping instead of training on no signal (max_failed_steps="
+                f"{self.max_failed_steps}; 0 never stops)"
+            )
+
+    def _partition(self, scored: ScoredBatch) -> None:
+        scored.labels, scored.metrics["pairs"] = partition_rollouts(
+            scored.texts, scored.group_ids, scored.kept_rows, self.classifier
+        )
+
+    def _diversity(self, scored: ScoredBatch) -> None:
+        scored.diversity, scored.metrics["diversity"] = self.diversity_fn(
+            scored.texts, scored.group_ids, labels=scored.labels,
+            quality=scored.quality[scored.keep],
+        )
+
+    def _reward(self, scored: ScoredBatch) -> None:
+        scored.rewards, metrics = training_reward(
+            scored.quality[scored.keep], scored.diversity, scored.group_ids, self.reward_spec
+        )
+        scored.metrics["reward"] = {**metrics, **scored.metrics["reward"]}
+
+    def _advantage(self, scored: ScoredBatch) -> None:
+        scored.advantages = torch.zeros(len(scored.rollouts.texts))
+        scored.advantages[scored.keep], scored.metrics["advantage"] = group_advantages(
+            torch.as_tensor(scored.rewards, dtype=torch.float32), scored.group_ids,
+            self.reward_spec.std_normalize,
+        )
 
     def _update(
         self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
@@ -334,27 +346,99 @@ class DarlingModule(L.LightningModule):
         return self._fingerprint
 
 
-def _rollout_records(
-    step, rows, rollouts, quality, keep, labels, diversity, rewards, advantages
-) -> list[dict[str, Any]]:
-    """One JSON-ready record per rollout of the step (excluded rows carry nulls)."""
-    position = {int(i): j for j, i in enumerate(keep)}
-    records = []
-    for i, text in enumerate(rollouts.texts):
-        j = position.get(i)
-        row = rows[rollouts.prompt_index[i]]
-        records.append({
-            "step": step,
-            "group_id": rollouts.group_ids[i],
-            "prompt_id": row.id,
-            "response": text,
-            "quality": None if j is None else float(quality[i]),
-            "class": None if j is None else int(labels[j]),
-            "diversity": None if j is None else float(diversity[j]),
-            "reward": None if j is None else float(rewards[j]),
-            "advantage": float(advantages[i]),
-        })
-    return records
+@dataclass
+class ScoredBatch:
+    """One rollout step's record, filled in the order of the algorithm (spec section 1).
+
+    ``N`` rollouts (prompts x n); ``K`` of them were scored (``keep``), the rest failed quality
+    and are excluded from partition, diversity, reward and loss (advantage 0, masked out).
+    """
+
+    step: int
+    rows: list[Any]
+    """The step's prompt rows; rollout i answers ``rows[rollouts.prompt_index[i]]``."""
+    rollouts: Rollouts
+    quality: np.ndarray | None = None
+    """``(N,)`` raw scores, NaN where the quality function failed."""
+    keep: np.ndarray | None = None
+    """``(K,)`` indices of the scored rollouts."""
+    labels: np.ndarray | None = None
+    """``(K,)`` class of each scored rollout within its group."""
+    diversity: np.ndarray | None = None
+    """``(K,)`` Div_i."""
+    rewards: np.ndarray | None = None
+    """``(K,)`` fused reward R_i."""
+    advantages: torch.Tensor | None = None
+    """``(N,)`` A_i, 0 for excluded rollouts."""
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Core metrics by stage: reward (quality included), pairs, diversity, advantage."""
+
+    @property
+    def rollout_rows(self) -> list[Any]:
+        return [self.rows[i] for i in self.rollouts.prompt_index]
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.rollouts.texts[i] for i in self.keep]
+
+    @property
+    def group_ids(self) -> list[Any]:
+        return [self.rollouts.group_ids[i] for i in self.keep]
+
+    @property
+    def kept_rows(self) -> list[Any]:
+        return [self.rows[self.rollouts.prompt_index[i]] for i in self.keep]
+
+    @property
+    def token_mask(self) -> torch.Tensor:
+        """``(N, T)`` response mask with the excluded rollouts zeroed."""
+        mask = self.rollouts.response_mask.clone()
+        mask[np.setdiff1d(np.arange(len(self.quality)), self.keep)] = 0
+        return mask
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per rollout of the step (excluded rows carry nulls)."""
+        position = {int(i): j for j, i in enumerate(self.keep)}
+        records = []
+        for i, text in enumerate(self.rollouts.texts):
+            j = position.get(i)
+            records.append({
+                "step": self.step,
+                "group_id": self.rollouts.group_ids[i],
+                "prompt_id": self.rows[self.rollouts.prompt_index[i]].id,
+                "response": text,
+                "quality": None if j is None else float(self.quality[i]),
+                "class": None if j is None else int(self.labels[j]),
+                "diversity": None if j is None else float(self.diversity[j]),
+                "reward": None if j is None else float(self.rewards[j]),
+                "advantage": float(self.advantages[i]),
+            })
+        return records
+
+
+def _step_metrics(
+    scored: ScoredBatch, loss: dict[str, float], logp_mean: float, seconds: dict[str, float]
+) -> dict[str, float]:
+    """The step's metrics under namespaced keys (``reward/``, ``diversity/``, ``advantage/``,
+    ``loss/``, ``time/``, ``rollout/``)."""
+    tokens = scored.rollouts.num_tokens
+    return {
+        **_prefixed("reward", scored.metrics["reward"]),
+        **_prefixed("diversity", {
+            **class_metrics(scored.labels, scored.group_ids),
+            **scored.metrics["pairs"],
+            **scored.metrics["diversity"],
+            "score_mean": float(np.mean(scored.diversity)),
+        }),
+        **_prefixed("advantage", scored.metrics["advantage"]),
+        **_prefixed("loss", loss),
+        **_prefixed("time", seconds),
+        "rollout/tokens": float(tokens),
+        "rollout/response_len_mean": tokens / max(len(scored.rollouts.texts), 1),
+        "rollout/tokens_per_s": tokens / max(seconds["generate"], 1e-9),
+        "rollout/step": float(scored.step + 1),
+        "rollout/logp_mean": logp_mean,
+    }
 
 
 def _micro_batches(rows: np.ndarray, size: int) -> list[np.ndarray]:

@@ -10,18 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
 from darling.models.loading import load_policy
 from darling.quality.secrets import check_api_key_env
-from darling.rewards import FUSIONS, QUALITY_TRANSFORMS
-from darling.rollout.base import RolloutEngine, SamplingSpec
-from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy
-from darling.train.data import PromptDataModule
+from darling.rewards import Reward
+from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
+from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy, StepMetrics
+from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
 
@@ -35,7 +40,7 @@ ENGINES = {
     ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
-EXTRAS = {"vllm": "gpu", "bitsandbytes": "gpu", "wandb": "wandb"}
+
 
 
 def validate(cfg: DictConfig) -> None:
@@ -45,19 +50,23 @@ def validate(cfg: DictConfig) -> None:
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
          f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
-        (r.fusion in FUSIONS, f"reward.fusion={r.fusion!r}: choose one of {sorted(FUSIONS)}"),
-        (r.quality_transform.kind in QUALITY_TRANSFORMS,
-         f"reward.quality_transform.kind={r.quality_transform.kind!r}: choose one of "
-         f"{sorted(QUALITY_TRANSFORMS)}"),
         (0.0 <= r.diversity_floor <= 1.0,
          f"reward.diversity_floor={r.diversity_floor}: must be in [0, 1] "
          f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
         (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
         (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
         (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
-        (0 < ro.top_p <= 1, f"rollout.top_p={ro.top_p}: must be in (0, 1]"),
+        (ro.top_p == 1.0,
+         f"rollout.top_p={ro.top_p}: training needs top_p=1 (the PPO ratio and KL score the "
+         "untruncated distribution, so nucleus sampling would make every rollout off-policy); "
+         "evaluate.py may still use top_p < 1"),
         (ro.max_new_tokens >= 1, f"rollout.max_new_tokens={ro.max_new_tokens}: must be >= 1"),
         (d.prompts_per_step >= 1, f"data.prompts_per_step={d.prompts_per_step}: must be >= 1"),
+        (d.max_prompt_tokens >= 1, f"data.max_prompt_tokens={d.max_prompt_tokens}: must be >= 1"),
+        (cfg.max_failed_steps >= 0, f"max_failed_steps={cfg.max_failed_steps}: must be >= 0"),
+        (cfg.model.lora.dropout == 0,
+         f"model.lora.dropout={cfg.model.lora.dropout}: must be 0 in training (the old and new "
+         "log-probs would use different dropout masks, so the on-policy PPO ratio is not 1)"),
         (o.lr > 0, f"optim.lr={o.lr}: must be > 0"),
         (o.kl_coef >= 0, f"optim.kl_coef={o.kl_coef}: must be >= 0"),
         (o.optimizer in ("adamw", "adamw_8bit"),
@@ -68,10 +77,13 @@ def validate(cfg: DictConfig) -> None:
          f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step "
          f"({d.prompts_per_step * ro.n_per_prompt})"),
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
+        (0 <= cfg.seed <= MAX_RUN_SEED,
+         f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
+    errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
@@ -86,6 +98,10 @@ def validate(cfg: DictConfig) -> None:
         needed.append("wandb")
     for module in needed:
         require_module(module)
+    for path in (d.train_path, d.eval_path):
+        if path is not None and str(path).endswith(".parquet"):
+            require_module("pandas", f"the Parquet prompt file {path}")
+            require_module("pyarrow", f"the Parquet prompt file {path}")
 
 
 def scale_errors(cfg: DictConfig) -> list[str]:
@@ -158,14 +174,6 @@ def _multirun_on_basic_launcher() -> bool:
         hydra_cfg.launcher.get("_target_", ""))
 
 
-def require_module(module: str) -> None:
-    """Raise an ImportError naming the extra to install when ``module`` is missing."""
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(
-            f"this config needs {module}, which is not installed: pip install "
-            f"'darling[{EXTRAS.get(module, module)}]'"
-        )
-
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     """``None`` -> fresh run (refused if ``run_dir`` already holds checkpoints, so nothing is
@@ -202,14 +210,86 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def build_reward(spec: DictConfig) -> Reward:
+    """The arm's reward rule from ``cfg.reward``: its fusion and quality transform are Hydra
+    partials (``conf/reward/fusion/``, ``conf/reward/quality_transform/``)."""
+    return Reward(
+        fusion=instantiate(spec.fusion),
+        diversity_weight=float(spec.diversity_weight),
+        quality_transform=instantiate(spec.quality_transform),
+        std_normalize=bool(spec.std_normalize),
+        name=str(spec.name),
+    )
+
+
+def _partial_error(reward: DictConfig, key: str) -> str | None:
+    """Why ``reward.<key>`` does not build a callable, or None."""
+    node = reward.get(key)
+    hint = (f"choose reward/{key}=<a file of conf/reward/{key}/>, or set reward.{key}._target_ "
+            "to a function of darling.fusion with _partial_: true")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return f"reward.{key}={node!r}: {hint}"
+    try:
+        built = instantiate(node)
+    except Exception as err:  # Hydra wraps import and argument errors alike
+        return f"reward.{key}._target_={node._target_!r} does not build: {err}; {hint}"
+    if not callable(built) or not node.get("_partial_", False):
+        return f"reward.{key}._target_={node._target_!r} is not a partial function; {hint}"
+    return None
+
+
+RUN_DIR_FOLDERS = ("checkpoints", "policy", "rollouts")
+RUN_DIR_FILES = ("config.yaml", "metrics.csv")
+
+
 def check_writable(run_dir: Path) -> None:
-    """Fail before training when the run directory cannot be written."""
+    """Fail before training when the run directory cannot be written, or when an entry darling
+    writes (``checkpoints/``, ``policy/``, ``rollouts/``, ``config.yaml``, ``metrics.csv``) has
+    the wrong kind (a file where a folder goes, or the reverse)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
             pass
     except OSError as err:
         raise OSError(f"run directory {run_dir} is not writable: {err}") from err
+    for name in RUN_DIR_FOLDERS:
+        if (run_dir / name).exists() and not (run_dir / name).is_dir():
+            raise NotADirectoryError(
+                f"{run_dir / name} is a file, but training writes a folder there: move or "
+                "delete it, or pick another run_name"
+            )
+    for name in RUN_DIR_FILES:
+        if (run_dir / name).is_dir():
+            raise IsADirectoryError(
+                f"{run_dir / name} is a folder, but training writes a file there: move or "
+                "delete it, or pick another run_name"
+            )
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout probability of ``model`` to 0; returns how many were positive.
+
+    PPO needs ``log pi_old`` and ``log pi_theta`` from the same function: with dropout each
+    forward draws its own mask, so the ratio of an unchanged policy is not 1 and ``approx_kl`` and
+    the clip fraction measure noise. Covers ``nn.Dropout`` modules (peft's ``lora_dropout``
+    included), float ``*dropout*`` attributes that attention modules copy from the config at
+    build time (Llama's ``attention_dropout``) and the config fields themselves.
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            module.p, changed = 0.0, changed + 1
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float) and value > 0:
+                setattr(module, name, 0.0)
+                changed += 1
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}
+    for config in configs.values():
+        for name, value in list(vars(config).items()):
+            if "dropout" in name and isinstance(value, float) and value > 0:
+                setattr(config, name, 0.0)
+                changed += 1
+    return changed
 
 
 def build_engine(cfg: DictConfig) -> RolloutEngine:
@@ -221,16 +301,28 @@ def build_engine(cfg: DictConfig) -> RolloutEngine:
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Fit one run into ``run_dir``; returns the last logged metrics."""
+    """Fit one run into ``run_dir``; returns the last logged metrics.
+
+    Raises ``Preempted`` (a ``SystemExit`` with code 143) when a SIGTERM stopped the run before
+    its last step, so that ``train.py && evaluate.py`` never evaluates an unfinished run.
+    """
     run_dir = Path(run_dir)
     validate(cfg)
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
+    if ckpt is not None:
+        check_resume_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    checkpoints = run_dir / "checkpoints"
+    remove_stale_temporaries(checkpoints)
 
     datamodule = PromptDataModule(cfg.data, cfg.seed)
     policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
+    check_prompt_lengths(datamodule.train_rows, tokenizer, cfg.data.max_prompt_tokens,
+                         cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
+    if disable_dropout(policy):
+        log.info("set the policy's dropout probabilities to 0 (PPO's on-policy ratio must be 1)")
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
@@ -239,17 +331,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         diversity_fn=instantiate(cfg.diversity),
         engine=build_engine(cfg),
         schedule=datamodule.schedule,
-        reward=cfg.reward,
+        reward=build_reward(cfg.reward),
         optim=cfg.optim,
         seed=cfg.seed,
         system_prompt=cfg.data.system_prompt,
+        max_failed_steps=cfg.max_failed_steps,
     )
-    checkpoints = run_dir / "checkpoints"
+    strategy = _strategy(cfg.trainer.strategy)
+    every_n = cfg.trainer.checkpoint_every_n_steps
+    step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
+    save_policy = SavePolicy(run_dir / "policy")
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
-        strategy=_strategy(cfg.trainer.strategy),
+        strategy=strategy,
         precision=cfg.trainer.precision,
         max_steps=cfg.trainer.max_steps,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -259,25 +355,96 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         use_distributed_sampler=False,
         default_root_dir=str(run_dir),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False,
+        # single-file checkpoints are replaced atomically next to their target; the
+        # model-parallel strategy writes sharded directories with its own writer
+        plugins=[] if isinstance(strategy, ModelParallelStrategy) else [AtomicCheckpointIO()],
         callbacks=[
+            step_metrics,  # before any checkpoint of the step: rows and checkpoints agree
+            *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
             ModelCheckpoint(
                 dirpath=checkpoints,
                 filename="step{step:06d}",
                 auto_insert_metric_name=False,
-                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                every_n_train_steps=every_n,
                 save_last=True,
                 save_top_k=1,
                 enable_version_counter=False,
             ),
-            CheckpointOnSigterm(checkpoints / "last.ckpt"),
-            SavePolicy(run_dir / "policy"),
-            *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
+            CheckpointOnSigterm(checkpoints / "last.ckpt", every_n),
+            save_policy,
         ],
     )
-    # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    interrupted = False
+    try:
+        # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    except SIGTERMException:
+        interrupted = True
+    finished = trainer.global_step >= cfg.trainer.max_steps
+    if finished and (interrupted or step_metrics.steps_run == 0):
+        # a SIGTERM in the last step ends fit before on_train_end; a resume of a finished run
+        # runs no step at all: write the final policy either way
+        save_policy.on_train_end(trainer, module)
     close_logger(trainer.logger)
-    return {k: float(v) for k, v in trainer.logged_metrics.items()}
+    if interrupted and not finished:
+        log.warning("stopped by SIGTERM at step %d of %d; resume with ckpt_path=last",
+                    trainer.global_step, cfg.trainer.max_steps)
+        raise Preempted(SIGTERM_EXIT_CODE)
+    return step_metrics.last
+
+
+SIGTERM_EXIT_CODE = 143
+"""128 + SIGTERM(15): the shell's code for a process ended by SIGTERM."""
+
+
+class Preempted(SystemExit):
+    """A SIGTERM stopped training before its last step (``last.ckpt`` holds the stop)."""
+
+
+RESUMABLE_KEYS = (
+    "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
+    "max_failed_steps",
+)
+"""Settings a resume may change: how long and how visibly the run goes, never what it trains."""
+
+
+def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume ``run_dir`` under a config that changes the run's meaning (seed, reward,
+    sampling, model, data, optimiser...): every key but ``RESUMABLE_KEYS`` must equal the saved
+    ``config.yaml``. The message lists the differing keys; the saved config is left untouched."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    differing = [
+        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key, _MISSING) != current.get(key, _MISSING)
+        and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+    ]
+    if differing:
+        raise ValueError(
+            f"cannot resume {run_dir} under another config; these settings differ from its "
+            "config.yaml:\n  " + "\n  ".join(differing) + "\nUse the run's own settings to "
+            f"resume it, or a new run_name for a new run (a resume may change only "
+            f"{', '.join(RESUMABLE_KEYS)})"
+        )
+
+
+_MISSING = object()
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: tree}
 
 
 def _strategy(strategy: Any) -> Any:

@@ -1,0 +1,28 @@
+"""Optional dependencies: a clear error naming the extra to install when a config needs one."""
+
+from __future__ import annotations
+
+import importlib.util
+
+EXTRAS = {
+    "vllm": "gpu",
+    "bitsandbytes": "gpu",
+    "wandb": "wandb",
+    "pandas": "parquet",
+    "pyarrow": "parquet",
+    "hydra_plugins.hydra_submitit_launcher": "slurm",
+}
+"""importable module -> the ``darling[<extra>]`` that installs it (pyproject.toml)."""
+
+
+def require_module(module: str, why: str = "this config") -> None:
+    """Raise an ImportError naming the extra to install when ``module`` is missing."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package of a dotted name is missing
+        found = False
+    if not found:
+        raise ImportError(
+            f"{why} needs {module}, which is not installed: pip install "
+            f"'darling[{EXTRAS.get(module, module)}]'"
+        )

@@ -1,0 +1,71 @@
+"""Single-file checkpoints written atomically on the run directory's own filesystem."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"
+"""A checkpoint is written to ``<target>.tmp-<pid>`` first."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write ``<target>.tmp-<pid>`` next to the target, fsync it, then ``os.replace`` it.
+
+    ``os.replace`` within one directory is atomic on POSIX, so ``last.ckpt`` is always either
+    the previous complete file or the new one, wherever ``$TMPDIR`` lives (Lightning's own
+    writer stages through a temporary location and can end in a copy over the target, which a
+    kill leaves truncated). For single-file strategies; the model-parallel strategy writes
+    sharded checkpoint directories with its own writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+        try:
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete ``*.tmp-<pid>`` files that a killed writer left in ``directory``; returns them.
+
+    Call before training starts (one run owns its checkpoint directory)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if TMP_MARK in p.name and p.is_file()]
+    for path in stale:
+        path.unlink()
+        log.warning("removed %s, a partial checkpoint left by an interrupted save", path)
+    return stale
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
