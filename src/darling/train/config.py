@@ -51,8 +51,9 @@ class RolloutSpec(SamplingSpec):
     """vLLM only: share of GPU memory for its weights and KV cache."""
     enable_sleep_mode: bool = True
     """vLLM only: free the KV cache during the policy update."""
-    max_prompt_tokens: int = 1024
-    """vLLM only: longest prompt; the KV cache is sized for max_prompt_tokens + max_new_tokens."""
+    max_prompt_tokens: int = "${data.max_prompt_tokens}"  # type: ignore[assignment]
+    """vLLM only: longest prompt (default: data.max_prompt_tokens, which training checks); the KV
+    cache is sized for max_prompt_tokens + max_new_tokens."""
     dtype: str = "bfloat16"
     """vLLM only: the engine's weight dtype (the policy's weights are cast to it at each sync)."""
 
