@@ -158,3 +158,28 @@ def test_paired_differences_pair_runs_by_seed():
     assert half == pytest.approx(4.303 * 0.01 / 3**0.5, rel=1e-3) and mean - half > 0
     with pytest.raises(ValueError, match="not an arm"):
         paired_differences(records, "grpo w=0.5")
+
+
+def test_another_prompt_file_gets_its_own_dir_and_is_not_pooled(tmp_path):
+    """Scoring a run on an extra prompt file never overwrites its held-out evaluation, and a
+    comparison refuses to average the two as if they were seeds of one arm."""
+    from darling.eval.config import default_eval_dir
+
+    extra = tmp_path / "colours.jsonl"
+    rows = [{"prompt": f"Name a {w} colour.", "answers": ["red", "blue"]} for w in ("warm", "cool")]
+    extra.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = tmp_path / "run"
+    run.mkdir()
+    assert default_eval_dir(str(run), "tiny", 4, 0, None, str(extra)) == str(
+        run / "eval-k4-seed0-colours")
+    assert default_eval_dir(str(run), "tiny", 4, 0, None, None) == str(run / "eval-k4-seed0")
+    cfg = compose_eval(*EVAL_TINY)
+    assert cfg.eval.out_dir == "evals/tiny-base-k4-seed0"
+    cfg_extra = compose_eval(*EVAL_TINY, f"data.eval_path={extra}")
+    assert cfg_extra.eval.out_dir == "evals/tiny-base-k4-seed0-colours"
+    evaluate(cfg, tmp_path / "heldout")
+    evaluate(cfg_extra, tmp_path / "open")
+    metrics = json.loads((tmp_path / "open" / "metrics.json").read_text())
+    assert metrics["prompts"] == str(extra)
+    with pytest.raises(ValueError, match="different prompts or k"):
+        compare([tmp_path / "heldout", tmp_path / "open"], tmp_path / "comparison")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from darling.eval.config import HELDOUT
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
 from darling.eval.training_signal import training_signal
 
@@ -52,6 +53,22 @@ def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
             "run first"
         )
     return found
+
+
+def check_same_protocol(records: list[dict[str, Any]], files: list[Path]) -> None:
+    """Refuse to pool evaluations made on different prompt files or with different k: averaged
+    together they would read as extra seeds of one arm."""
+    protocols: dict[tuple[str, Any], list[str]] = defaultdict(list)
+    for record, path in zip(records, files, strict=True):
+        key = (record.get("prompts", HELDOUT), record.get("eval", {}).get("k"))
+        protocols[key].append(str(path.parent))
+    if len(protocols) > 1:
+        listing = "; ".join(f"prompts={p} k={k}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
+                            for (p, k), dirs in protocols.items())
+        raise ValueError(
+            f"compare: these evaluations used different prompts or k ({listing}); pass the "
+            "metrics.json files or folders of one protocol only"
+        )
 
 
 def arm_of(run: dict[str, Any]) -> str:
@@ -107,7 +124,9 @@ def compare(
     ``baseline``, also each arm's paired difference from it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = [json.loads(p.read_text()) for p in find_metrics(paths)]
+    files = find_metrics(paths)
+    records = [json.loads(p.read_text()) for p in files]
+    check_same_protocol(records, files)
     table = summarize(records)
     columns = ["quality_mean", "pass@1", "correct_distinct@k", "distinct@k", "distinct_4",
                "embedding_distance", "vendi", "response_words_mean"]

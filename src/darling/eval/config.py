@@ -50,11 +50,18 @@ class EvaluateConfig:
     seed: int = 0
 
 
+HELDOUT = "builtin:heldout"
+"""How metrics.json names the built-in held-out prompts (``data.eval_path=null``)."""
+
+
 def default_eval_dir(
-    ckpt: str | None, model_name: str, k: int, seed: int, compare: Any = None
+    ckpt: str | None, model_name: str, k: int, seed: int, compare: Any = None,
+    eval_path: str | None = None,
 ) -> str:
     """``<run dir>/eval-k<k>-seed<seed>`` for a checkpoint, ``evals/<model>-base-...`` for the
-    base model, ``<first compared path>/comparison`` when comparing.
+    base model, ``<first compared path>/comparison`` when comparing. Prompts other than the
+    built-in held-out ones (``data.eval_path``) add ``-<file stem>``, so that scoring a run on
+    another prompt file never overwrites its held-out evaluation.
 
     Hydra creates this directory before the job starts, so a ``ckpt`` that does not exist is
     refused here: otherwise ``ckpt=runs/x/checkpoints/last.ckpt`` would create a *directory*
@@ -66,9 +73,10 @@ def default_eval_dir(
             f"ckpt={ckpt!r}: {Path(ckpt).resolve()} does not exist (pass a run directory from "
             "runs/, its policy/ folder or a .ckpt file)"
         )
+    suffix = f"-{Path(str(eval_path)).stem}" if eval_path else ""
     if ckpt:
-        return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}")
-    return f"evals/{model_name}-base-k{k}-seed{seed}"
+        return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}{suffix}")
+    return f"evals/{model_name}-base-k{k}-seed{seed}{suffix}"
 
 
 def run_dir_of(ckpt: str | Path) -> Path:

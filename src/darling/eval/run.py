@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from darling.eval.config import run_dir_of
+from darling.eval.config import HELDOUT, run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
 from darling.metrics.passk import default_ks
@@ -303,7 +303,7 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
     summary["k"] = float(k)
     _write_csv(out_dir / "per_prompt.csv", per_prompt)
     result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-              "metrics": summary}
+              "prompts": str(cfg.data.eval_path or HELDOUT), "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
     plots = []
