@@ -1,5 +1,6 @@
 """Shared fixtures: Hydra configs composed in-process for tiny, fast training runs."""
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,12 @@ def compose_cfg():
             return compose(config_name="config", overrides=list(overrides))
 
     return _compose
+
+
+def metric_rows(run_dir):
+    """Every row of ``<run_dir>/metrics.csv`` (none when the file does not exist)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))

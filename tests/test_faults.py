@@ -1,6 +1,5 @@
 """Faults: a real SIGTERM mid-run, then resume; an unwritable run directory."""
 
-import csv
 import json
 import os
 import signal
@@ -12,19 +11,11 @@ import pytest
 import torch
 
 from darling.train.run import check_writable, train
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, metric_rows
 
 
 def _cmd(run_dir, *overrides):
     return [sys.executable, "train.py", *TINY, f"hydra.run.dir={run_dir}", *overrides]
-
-
-def _rows(run_dir):
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
@@ -37,7 +28,7 @@ def test_sigterm_then_resume_continues_exactly(tmp_path):
     proc = subprocess.Popen(_cmd(killed, *steps), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
-    while len(_rows(killed)) < 2 and time.time() < deadline and proc.poll() is None:
+    while len(metric_rows(killed)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.kill(proc.pid, signal.SIGTERM)
@@ -54,8 +45,8 @@ def test_sigterm_then_resume_continues_exactly(tmp_path):
     for name, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][name]), name
     keys = ["step", "reward/mean", "loss/total", "diversity/classes_per_group"]
-    assert [[r[k] for k in keys] for r in _rows(straight)] == [
-        [r[k] for k in keys] for r in _rows(killed)
+    assert [[r[k] for k in keys] for r in metric_rows(straight)] == [
+        [r[k] for k in keys] for r in metric_rows(killed)
     ]
 
 
@@ -67,7 +58,7 @@ def test_unwritable_run_dir_fails_before_training(tmp_path):
 
 
 def _steps(run_dir):
-    return [int(r["step"]) for r in _rows(run_dir)]
+    return [int(r["step"]) for r in metric_rows(run_dir)]
 
 
 def _global_step(path):
@@ -88,11 +79,11 @@ def test_resume_drops_rows_a_kill_left_after_the_checkpoint(compose_cfg, tmp_pat
     train(compose_cfg(*TINY, "trainer.max_steps=2"), tmp_path)
     # a SIGKILL three steps past the checkpoint leaves rows 2, 3, 4 that the resume redoes
     with (tmp_path / "metrics.csv").open("a") as f:
-        width = len(_rows(tmp_path)[0])
+        width = len(metric_rows(tmp_path)[0])
         f.writelines(f"{step}" + ",-999" * (width - 1) + "\n" for step in (2, 3, 4))
     train(compose_cfg(*TINY, "trainer.max_steps=4", "ckpt_path=last"), tmp_path)
     assert _steps(tmp_path) == [0, 1, 2, 3]
-    assert not any("-999" in r.values() for r in _rows(tmp_path))
+    assert not any("-999" in r.values() for r in metric_rows(tmp_path))
 
 
 def test_each_checkpoint_is_written_after_its_step_row(compose_cfg, tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ stand-in vLLM engine per rank; plus the chunked log-probabilities against the pl
 The training runs are shared between the tests (module-scoped fixtures) to keep the time low.
 """
 
-import csv
 import json
 import os
 import signal
@@ -24,7 +23,7 @@ from darling.models.frozen import weights_fingerprint
 from darling.models.tiny import build_tiny_llama
 from darling.train.run import resolve_checkpoint, validate
 from darling.train.strategies import decoder_layers
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, metric_rows
 from tests.helpers import length_quality
 
 STEPS = 3
@@ -49,14 +48,6 @@ def _train(run_dir, *overrides, env=None, check=True):
     if check:
         assert out.returncode == 0, out.stderr[-4000:]
     return out
-
-
-def _rows(run_dir):
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def _records(run_dir):
@@ -85,7 +76,7 @@ def test_two_sharded_ranks_train_like_one_process(runs):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=PARAM_ATOL, msg=name)
-    rows_a, rows_b = _rows(sharded), _rows(single)
+    rows_a, rows_b = metric_rows(sharded), metric_rows(single)
     assert len(rows_a) == len(rows_b) == STEPS
     for ra, rb in zip(rows_a, rows_b, strict=True):
         for key in ("loss/grad_norm", "reward/mean", "advantage/abs_mean", "loss/total"):
@@ -136,8 +127,8 @@ def test_sharded_checkpoint_resumes_bit_exactly_after_sigterm(runs, tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     keys = ["step", "reward/mean", "loss/total", "loss/grad_norm"]
-    assert [[r[k] for k in keys] for r in _rows(runs / "sharded")] == [
-        [r[k] for k in keys] for r in _rows(killed)]
+    assert [[r[k] for k in keys] for r in metric_rows(runs / "sharded")] == [
+        [r[k] for k in keys] for r in metric_rows(killed)]
 
 
 # -- the saved policy and evaluation ------------------------------------------------------------
