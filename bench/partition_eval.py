@@ -22,7 +22,7 @@ import torch
 from darling.partition import DEFAULT_CLASSIFIER_DIR, load_classifier
 from darling.partition.base import short_answer_rule
 from darling.partition.calibration import roc_auc
-from darling.partition.embed_once import EmbedOnceClassifier, class_weights, pair_lexical_features
+from darling.partition.embed_once import EmbedOnceClassifier, pair_lexical_features
 from darling.partition.lexical import JaccardClassifier
 from darling.partition.pairs_data import load_pairs, split_by_prompt
 from darling.partition.training import evaluate_scores
@@ -42,11 +42,11 @@ def chunking_auc(classifier: EmbedOnceClassifier, rows) -> dict[str, float]:
     """Validation ROC-AUC of the classifier with ``chunking`` set to pool and to truncate."""
     pairs = [(r.text_a, r.text_b) for r in rows]
     labels = [r.label for r in rows]
+    original = classifier.chunking
     out = {}
     for mode in ("pool", "truncate"):
-        classifier.chunking = mode
-        out[mode] = roc_auc(labels, classifier.predict_proba(pairs))
-    classifier.chunking = "pool"
+        out[mode] = roc_auc(labels, classifier.set_params(chunking=mode).predict_proba(pairs))
+    classifier.set_params(chunking=original)
     return out
 
 
@@ -60,15 +60,14 @@ def leave_one_labeller_out(rows) -> list[dict[str, float | str]]:
     cosine = (emb[index[:, 0]] * emb[index[:, 1]]).sum(1)
     lexical = pair_lexical_features(distinct, index)
     jaccard = JaccardClassifier().predict_proba([(r.text_a, r.text_b) for r in rows])
-    y = torch.as_tensor([float(r.label) for r in rows])
+    y = torch.as_tensor([r.label for r in rows])
     labellers = np.asarray([r.labeler for r in rows])
     table = []
     for held_out in sorted(set(labellers)):
         test = torch.as_tensor(labellers == held_out)
-        frozen._fit_head(cosine[~test], lexical[~test], y[~test], class_weights(y[~test]))
-        with torch.no_grad():
-            proba = torch.sigmoid(frozen._logits(cosine[test], lexical[test])).numpy()
-        labels = y[test].int().tolist()
+        frozen.fit_head(cosine[~test], lexical[~test], y[~test].tolist())
+        proba = frozen.head_proba(cosine[test], lexical[test])
+        labels = y[test].tolist()
         table.append({
             "labeller": held_out,
             "pairs": int(test.sum()),

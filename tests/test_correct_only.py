@@ -58,3 +58,15 @@ def test_correct_only_in_a_training_run(compose_cfg, tmp_path):
             assert row["diversity"] == 0.0  # wrong rollouts: Div 0, the floor in the reward
     correct = [r for r in rows if r["quality"] is not None and r["quality"] >= 0.5]
     assert correct and all(0.0 <= r["diversity"] <= 1.0 for r in correct)
+
+
+def test_darling_correct_preset_composes(compose_cfg):
+    """reward=darling_correct is DARLING (same reward fields) with the correct-only diversity."""
+    cfg = compose_cfg(*TINY, "reward=darling_correct")
+    darling = compose_cfg(*TINY, "reward=darling")
+    assert cfg.reward.name == "darling_correct"
+    assert cfg.diversity.correct_only is True and darling.diversity.correct_only is False
+    assert cfg.diversity._target_ == darling.diversity._target_
+    assert {k: v for k, v in cfg.reward.items() if k != "name"} == {
+        k: v for k, v in darling.reward.items() if k != "name"}
+    assert cfg.classifier == darling.classifier

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from darling.partition import (
+    DEFAULT_CLASSIFIER_DIR,
     CrossEncoderClassifier,
     EmbedOnceClassifier,
     JaccardClassifier,
@@ -25,7 +26,7 @@ from darling.partition import (
     load_classifier,
     load_default_classifier,
 )
-from darling.partition.base import register_backend
+from darling.partition.base import NotFittedError, register_backend
 from darling.partition.encoder import chunk_token_ids, default_encoder_path
 from darling.partition.keyed import MathAnswerPartition
 from darling.tasks.answers import canonical_math_answer, math_final_answer
@@ -71,7 +72,8 @@ def fitted_embed_once(tiny_encoder) -> EmbedOnceClassifier:
 
 @pytest.fixture(scope="session")
 def cross_encoder(tiny_encoder) -> CrossEncoderClassifier:
-    return CrossEncoderClassifier(model=tiny_encoder, max_length=64, epochs=1, batch_size=4)
+    clf = CrossEncoderClassifier(model=tiny_encoder, max_length=64, epochs=1, batch_size=4)
+    return clf.fit(FIT_PAIRS, FIT_LABELS)
 
 
 @pytest.fixture(params=["ngram", "jaccard", "embed_once", "cross_encoder"])
@@ -102,13 +104,11 @@ def test_save_load_round_trip(classifier, tmp_path):
 
 def test_fit_changes_embed_once_and_cross_encoder(tiny_encoder, fitted_embed_once, tmp_path):
     fresh = EmbedOnceClassifier(encoder=tiny_encoder, max_length=64, tuned_layers=1)
-    fresh._load_encoder()
-    tuned = fitted_embed_once._model.encoder.layer[-1].attention.self.query.weight
-    assert not torch.equal(tuned, fresh._model.encoder.layer[-1].attention.self.query.weight)
-    cross = CrossEncoderClassifier(model=tiny_encoder, max_length=64, epochs=1, batch_size=4)
-    before = cross.predict_proba(FIT_PAIRS)
-    after = cross.fit(FIT_PAIRS, FIT_LABELS).predict_proba(FIT_PAIRS)
-    assert not np.allclose(before, after)
+    assert not torch.allclose(fresh.embed(TEXTS[:3]), fitted_embed_once.embed(TEXTS[:3]))
+    params = {"model": tiny_encoder, "max_length": 64, "batch_size": 4}
+    before = CrossEncoderClassifier(**params, epochs=0).fit(FIT_PAIRS, FIT_LABELS)  # same head
+    after = CrossEncoderClassifier(**params, epochs=1).fit(FIT_PAIRS, FIT_LABELS)
+    assert not np.allclose(before.predict_proba(FIT_PAIRS), after.predict_proba(FIT_PAIRS))
 
 
 def test_embed_once_encodes_each_distinct_text_once(fitted_embed_once, monkeypatch):
@@ -132,11 +132,10 @@ def test_chunking_covers_long_texts(fitted_embed_once):
         [1, 5, 6, 2], [1, 7, 8, 2], [1, 9, 10, 2], [1, 11, 2]]
     assert chunk_token_ids([], 4, 1, 2) == [[1, 2]]
     assert chunk_token_ids(list(range(5, 12)), 4, 1, 2, truncate=True) == [[1, 5, 6, 2]]
-    windows, owner = fitted_embed_once._windows([LONG, "short text"])
+    windows, owner = fitted_embed_once.windows([LONG, "short text"])
     assert owner.count(0) > 100 and owner.count(1) == 1  # 10,000 words -> many 64-piece windows
     assert max(len(w) for w in windows) <= 64
     head = EmbedOnceClassifier(encoder=fitted_embed_once.encoder, max_length=64)
-    head._load_encoder()
     tail_changed = LONG + " completely different ending " * 50
     assert not torch.allclose(head.embed([LONG]), head.embed([tail_changed]))  # tail is seen
 
@@ -151,11 +150,12 @@ def test_single_window_pooling_matches_sentence_transformers():
     torch.testing.assert_close(ours, reference.cpu(), atol=1e-5, rtol=0)
 
 
-def test_cross_encoder_tokenises_pairs_without_rewriting(cross_encoder):
-    cross_encoder._load()
+def test_cross_encoder_tokenises_pairs_without_rewriting(cross_encoder, tiny_encoder):
+    from transformers import AutoTokenizer
+
     batch = cross_encoder.encode_pairs(["a  b\n\nc " + LONG], ["d"])
     ids = batch["input_ids"][0].tolist()
-    tok = cross_encoder._tokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
     assert len(ids) == 64 and ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 2
     assert ids[-3:] == [tok.sep_token_id, tok.convert_tokens_to_ids("d"), tok.sep_token_id]
 
@@ -287,3 +287,192 @@ def test_trust_remote_code_only_from_the_users_config(cross_encoder, tmp_path):
     config["params"]["trust_remote_code"] = False
     (saved / "config.json").write_text(json.dumps(config))
     assert load_classifier(saved).trust_remote_code is False
+
+
+# -- the estimator contract (scikit-learn's) -----------------------------------------------------
+def _backends(tiny_encoder) -> list[tuple[type[PairClassifier], dict]]:
+    """Every backend with non-default values for some of its parameters."""
+    return [
+        (NgramOverlapClassifier, {"n": 3, "threshold": 0.2}),
+        (JaccardClassifier, {"threshold": 0.3}),
+        (EmbedOnceClassifier, {"encoder": tiny_encoder, "max_length": 64, "tuned_layers": 1,
+                               "epochs": 2, "batch_pairs": 3, "threshold": 0.4}),
+        (CrossEncoderClassifier, {"model": tiny_encoder, "max_length": 64, "epochs": 1,
+                                  "batch_size": 4, "threshold": 0.6}),
+    ]
+
+
+def test_init_only_stores_and_params_are_the_signature(tiny_encoder):
+    import inspect
+
+    for cls, kwargs in _backends(tiny_encoder):
+        clf = cls(**kwargs)
+        signature = inspect.signature(cls.__init__).parameters
+        defaults = {k: p.default for k, p in signature.items() if k != "self"}
+        assert clf.get_params() == {**defaults, **kwargs}, cls
+        assert vars(clf) == clf.get_params(), cls  # nothing computed, nothing learned in __init__
+        clone = type(clf)(**clf.get_params())
+        assert type(clone) is cls and vars(clone) == vars(clf)
+        assert repr(clf).startswith(f"{cls.__name__}(") and "threshold=" in repr(clf)
+
+
+def test_set_params_round_trip_and_unknown_names(tiny_encoder):
+    for cls, kwargs in _backends(tiny_encoder):
+        clf = cls()
+        assert clf.set_params(**kwargs) is clf
+        assert clf.get_params() == cls(**kwargs).get_params()
+        with pytest.raises(ValueError, match="no parameter.*threshold_"):
+            clf.set_params(threshold_=0.9)  # learned attributes are not parameters
+        assert clf.set_params(threshold=0.77).threshold == 0.77
+
+
+def test_learned_attributes_end_in_underscore_and_clone_is_unfitted(classifier):
+    params = classifier.get_params()
+    learned = set(vars(classifier)) - set(params)
+    public = {name for name in learned if not name.startswith("_")}
+    assert all(name.endswith("_") for name in public), public  # private caches aside
+    clone = type(classifier)(**params)
+    assert vars(clone) == params
+
+
+@pytest.mark.parametrize("cls", [EmbedOnceClassifier, CrossEncoderClassifier])
+def test_unfitted_model_backends_refuse_to_predict(cls, tiny_encoder, tmp_path):
+    key = "encoder" if cls is EmbedOnceClassifier else "model"
+    clf = cls(**{key: tiny_encoder}, max_length=64)
+    for call in (lambda: clf.predict_proba(FIT_PAIRS), lambda: clf.predict(FIT_PAIRS),
+                 lambda: clf.labels(TEXTS[:3], ["g"] * 3), lambda: clf.save(tmp_path / "x"),
+                 lambda: clf.calibrate(FIT_PAIRS, FIT_LABELS)):
+        with pytest.raises(NotFittedError, match=f"{cls.__name__} is not fitted.*fit"):
+            call()
+    assert isinstance(NotFittedError(), ValueError) and isinstance(NotFittedError(), AttributeError)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unfitted_lexical_baselines_use_their_fixed_threshold(tmp_path):
+    """Documented exception: parameter-free baselines need no fit; threshold_ = threshold."""
+    clf = NgramOverlapClassifier(n=1, threshold=0.4)
+    # 1-gram Jaccard: {a b c d e f} vs {a b c g h i} -> 3/9 = 0.33 <= 0.4
+    pair = ("a b c d e f", "a b c g h i")
+    assert clf.predict_proba([pair]).tolist() == [pytest.approx(1 / 3)]
+    assert clf.threshold_ == 0.4 and clf.predict([pair]).tolist() == [False]
+    assert NgramOverlapClassifier(n=1, threshold=0.3).predict([pair]).tolist() == [True]
+    labels, _ = clf.labels([pair[0], pair[1], pair[0] + " again"], ["g"] * 3)
+    assert labels.tolist() == [0, 1, 0]  # 6/7 shared words with the first
+    loaded = load_classifier(clf.save(tmp_path / "ngram"))
+    assert loaded.get_params() == clf.get_params() and loaded.threshold_ == 0.4
+    fitted = JaccardClassifier(threshold=0.9).fit(FIT_PAIRS, FIT_LABELS)
+    assert "threshold_" in vars(fitted) and fitted.threshold_ != 0.9 and fitted.threshold == 0.9
+
+
+def test_fit_sets_threshold_from_the_parameter_and_calibrate_replaces_it(tiny_encoder):
+    clf = EmbedOnceClassifier(encoder=tiny_encoder, max_length=64, tuned_layers=0, threshold=0.42)
+    assert clf.fit(FIT_PAIRS, FIT_LABELS).threshold_ == 0.42
+    proba = clf.calibrate(FIT_PAIRS, FIT_LABELS)
+    np.testing.assert_array_equal(proba, clf.predict_proba(FIT_PAIRS))
+    from darling.partition.calibration import best_f1_threshold
+
+    assert clf.threshold_ == best_f1_threshold(FIT_LABELS, proba)[0]
+
+
+def test_fit_head_on_precomputed_features_matches_predict_proba(tiny_encoder):
+    """The public head API (bench/partition_eval.py --lolo) scores as predict_proba does."""
+    from darling.partition.embed_once import pair_lexical_features
+
+    texts = [TEXTS[0], TEXTS[1], TEXTS[2], TEXTS[3]]  # long enough: no short-answer rule
+    index = np.array([(0, 1), (0, 2), (1, 3), (2, 3)])
+    clf = EmbedOnceClassifier(encoder=tiny_encoder, max_length=64, tuned_layers=0)
+    emb = clf.embed(texts)
+    cosine = (emb[index[:, 0]] * emb[index[:, 1]]).sum(1)
+    lexical = pair_lexical_features(texts, index)
+    assert clf.fit_head(cosine, lexical, [1, 0, 0, 1]) is clf and clf.threshold_ == 0.5
+    np.testing.assert_allclose(clf.head_proba(cosine, lexical),
+                               clf.predict_proba_indexed(texts, index), rtol=0, atol=1e-6)
+    # mean, scale and weight per feature, one bias
+    assert clf.parameter_counts()["stored"] == 3 * len(clf.feature_mean_) + 1
+
+
+def _reference_default_proba(pairs) -> np.ndarray:
+    """p of the shipped default recomputed from its files alone, without the classifier class:
+    all-MiniLM-L6-v2 with the saved tuned layers (Hugging Face's own forward, one window at a
+    time), windows of 254 pieces mean-pooled over all tokens, the saved head, the short-answer
+    rule first."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from darling.partition.base import short_answer_rule
+    from darling.partition.embed_once import pair_lexical_features
+
+    state = load_file(str(DEFAULT_CLASSIFIER_DIR / "model.safetensors"))
+    tok = AutoTokenizer.from_pretrained(default_encoder_path())
+    model = AutoModel.from_pretrained(default_encoder_path()).eval()
+    tuned = {k[len("tuned."):]: v.float() for k, v in state.items() if k.startswith("tuned.")}
+    assert tuned and not set(tuned) - set(model.state_dict())
+    model.load_state_dict(tuned, strict=False)
+
+    def embed(text: str) -> torch.Tensor:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        total, count = torch.zeros(model.config.hidden_size), 0
+        for start in range(0, max(len(ids), 1), 254):
+            window = [tok.cls_token_id, *ids[start : start + 254], tok.sep_token_id]
+            with torch.no_grad():
+                states = model(input_ids=torch.tensor([window])).last_hidden_state[0]
+            total, count = total + states.sum(0), count + len(window)
+        return torch.nn.functional.normalize(total / count, dim=0)
+
+    out = []
+    for a, b in pairs:
+        rule = short_answer_rule(a, b)
+        if rule is not None:
+            out.append(float(rule))
+            continue
+        features = torch.cat([(embed(a) @ embed(b))[None],
+                              pair_lexical_features([a, b], np.array([[0, 1]]))[0]])
+        z = (features - state["head.feature_mean"]) / state["head.feature_scale"]
+        out.append(float(torch.sigmoid(z @ state["head.weight"] + state["head.bias"])))
+    return np.asarray(out)
+
+
+def test_shipped_default_scores_as_its_saved_files_say():
+    """The refactored loader gives the probabilities the saved weights define (reference built
+    from the files, not from EmbedOnceClassifier), and the saved threshold."""
+    story = ("Once upon a time, a lonely lighthouse keeper found a message in a bottle. It was "
+             "written by a girl across the sea, and for years they wrote letters to each other "
+             "until one day she sailed to the lighthouse to meet him.")
+    sauce = ("To make a simple tomato sauce, heat olive oil, add chopped garlic and onions, cook "
+             "until soft, add crushed tomatoes, salt and basil, and simmer for twenty minutes.")
+    pairs = [
+        (story, story.replace("lonely", "solitary")),
+        (story, sauce),
+        (" ".join([story] * 12), story),  # about 560 words: several windows
+        ("Paris is the capital of France and its largest city.", "The capital of France is Paris."),
+        ("Lima", "lima."),  # short-answer rule
+    ]
+    clf = load_default_classifier()
+    config = json.loads((DEFAULT_CLASSIFIER_DIR / "config.json").read_text())
+    assert clf.threshold_ == config["threshold"] == 0.4995253086090088
+    proba = clf.predict_proba(pairs)
+    # golden: main at 2a057df (before the estimator refactor), one torch thread
+    golden = [0.9877875447273254, 0.013377131894230843, 0.9514414668083191, 0.8110246658325195, 1.0]
+    np.testing.assert_allclose(proba, golden, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(proba, _reference_default_proba(pairs), rtol=0, atol=1e-5)
+
+
+def test_train_and_calibrate_then_save_with_card(tiny_encoder, tmp_path):
+    """The train_classifier.py procedure through the public API only: fit, calibrate on held-out
+    prompts, save with the card; the saved folder loads to the same scores and threshold."""
+    from darling.partition.pairs_data import PairRow
+    from darling.partition.training import save_with_card, train_and_calibrate
+
+    rows = [PairRow(prompt=f"p{k % 6}", text_a=a, text_b=b, label=y, labeler=f"l{k % 2}")
+            for k, ((a, b), y) in enumerate(zip(FIT_PAIRS * 4, FIT_LABELS * 4, strict=True))]
+    clf = EmbedOnceClassifier(encoder=tiny_encoder, max_length=64, tuned_layers=1, epochs=1)
+    clf, report = train_and_calibrate(rows, clf, val_fraction=0.5, seed=0,
+                                      encoder_for_baseline=tiny_encoder)
+    assert report["val"]["threshold"] == clf.threshold_ != clf.threshold
+    out = save_with_card(clf, report, tmp_path / "clf", "python train_classifier.py", data="x")
+    loaded = load_classifier(out)
+    assert loaded.threshold_ == clf.threshold_ and loaded.get_params() == clf.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(PAIRS), clf.predict_proba(PAIRS))
+    saved = json.loads((out / "config.json").read_text())["meta"]["report"]["parameters"]
+    assert saved == clf.parameter_counts() and saved["stored"] < saved["inference"]
+    assert "## Validation metrics" in (out / "MODEL_CARD.md").read_text()

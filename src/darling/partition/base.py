@@ -1,9 +1,17 @@
 """The pairwise equivalence classifier interface shared by every backend.
 
 A classifier estimates ``p(equivalent | y_a, y_b)`` for two responses to the same prompt
-(spec section 2). Estimator conventions (scikit-learn style): ``__init__`` only stores keyword
-arguments, ``fit(pairs, labels)`` returns ``self``, learned attributes end in ``_``
-(``threshold_``), ``predict_proba`` returns one float array of shape ``(n_pairs,)``.
+(spec section 2). The estimator contract (scikit-learn's):
+
+- ``__init__`` only stores its keyword arguments, each under its own name; ``get_params`` and
+  ``set_params`` are derived from the ``__init__`` signature, so ``type(c)(**c.get_params())``
+  is an unfitted copy of ``c`` (``clone``);
+- learned attributes end in ``_`` (``threshold_``, the head tensors of embed-once) and are set
+  only by ``fit`` (and ``calibrate``, which sets ``threshold_``) or by ``load_classifier``;
+- ``fit(pairs, labels)`` returns ``self``; ``predict_proba`` returns one float array of shape
+  ``(n_pairs,)``; predicting with a classifier that needs fitting and was neither fitted nor
+  loaded raises ``NotFittedError``. The parameter-free lexical baselines need no fit
+  (``darling.partition.lexical``).
 
 Every backend implements ``_score_indexed(texts, index_pairs)``; the base class applies the
 short-answer rule before any model, checks for NaN, and offers the pair-list API on top.
@@ -12,6 +20,7 @@ short-answer rule before any model, checks for NaN, and offers the pair-list API
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -19,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from darling.partition.calibration import best_f1_threshold
 from darling.partition.unionfind import partition
 
 SHORT_ANSWER_MAX_WORDS = 5
@@ -31,6 +41,11 @@ SENTENCE_PUNCTUATION = ".,;:!?"
 """Characters ``short_answer_words`` strips from the end of a token (``"lima."`` -> ``"lima"``)."""
 
 Pair = tuple[str, str]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A classifier that needs fitting was used to predict before ``fit`` or loading
+    (scikit-learn's ``NotFittedError`` also derives from ValueError and AttributeError)."""
 
 
 def short_answer_words(text: str) -> list[str]:
@@ -76,8 +91,9 @@ def short_answer_rule(text_a: str, text_b: str) -> bool | None:
 class PairClassifier:
     """Base class: ``p(equivalent | a, b)`` with a calibrated decision threshold ``threshold_``.
 
-    Subclasses set ``backend`` (the name written to ``config.json``), implement
-    ``_score_indexed`` and, when they learn anything, ``fit``, ``_state`` and ``_load_state``.
+    Subclasses set ``backend`` (the name written to ``config.json``), take their hyper-parameters
+    as ``__init__`` keyword arguments stored under the same names, implement ``_score_indexed``
+    and, when they learn anything, ``fit``, ``learned_state`` and ``_restore_state``.
     """
 
     backend: ClassVar[str] = ""
@@ -88,13 +104,79 @@ class PairClassifier:
     applies_short_answer_rule: ClassVar[bool] = True
     """Whether pairs of short responses are decided by ``short_answer_rule`` before the model.
     Backends that compare final answers ("1/2" vs "0.50") turn it off."""
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("threshold_",)
+    """Learned attributes that ``fit`` or loading sets; scoring before all of them exist raises
+    ``NotFittedError``. Empty for backends that need no fitting."""
     threshold_: float
 
-    def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> PairClassifier:
-        """Learn from labelled pairs (1 = equivalent). Backends without parameters return self."""
-        _check_pairs_labels(pairs, labels)
+    # -- parameters (scikit-learn's BaseEstimator contract) -----------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """Names of the ``__init__`` keyword arguments, in signature order."""
+        if cls.__init__ is object.__init__:
+            return []
+        names = []
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            if name == "self":
+                continue
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(
+                    f"{cls.__name__}.__init__ must list its parameters by name (scikit-learn "
+                    f"estimator convention), not *{name}: get_params derives from the signature"
+                )
+            names.append(name)
+        return names
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` keyword arguments and their current values (read from the attributes
+        of the same names). ``deep`` is accepted for scikit-learn compatibility; no parameter
+        is itself an estimator."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> PairClassifier:
+        """Set ``__init__`` parameters by name and return ``self``. Learned attributes are kept:
+        refit (or reload) after changing a parameter that shapes what was learned."""
+        valid = self._param_names()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no parameter(s) {unknown}; valid parameters: {valid}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
         return self
 
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def check_is_fitted(self) -> None:
+        """Raise ``NotFittedError`` unless every one of ``fitted_attributes`` is set."""
+        missing = [name for name in self.fitted_attributes if not hasattr(self, name)]
+        if missing:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted (no {', '.join(missing)}): call "
+                "fit(pairs, labels) first, or load a trained one with "
+                "darling.partition.load_classifier(<directory>)"
+            )
+
+    # -- learning ------------------------------------------------------------------------------
+    def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> PairClassifier:
+        """Learn from labelled pairs (1 = equivalent); returns ``self``."""
+        raise NotImplementedError
+
+    def calibrate(self, pairs: Sequence[Pair], labels: Sequence[int]) -> np.ndarray:
+        """Set ``threshold_`` to the best-F1 threshold of ``p > t`` on these labelled pairs
+        (held-out ones: ``calibration.best_f1_threshold``, spec section 2).
+
+        Returns ``predict_proba(pairs)``, shape ``(n_pairs,)``.
+        """
+        _check_pairs_labels(pairs, labels)
+        proba = self.predict_proba(pairs)
+        self.threshold_, _ = best_f1_threshold(labels, proba)
+        return proba
+
+    # -- prediction ----------------------------------------------------------------------------
     def predict_proba(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``p(equivalent)`` for each pair. Shape ``(n_pairs,)``, float64 in [0, 1]."""
         texts: list[str] = []
@@ -113,10 +195,12 @@ class PairClassifier:
         """The ``Partition`` protocol (``darling.partition.keyed``): classes are the connected
         components of the within-group pairs with ``p > threshold_`` (``partition``); the
         metrics summarise the pair probabilities. ``rows`` are not used."""
+        self.check_is_fitted()
         return partition(texts, group_ids, self)
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
+        self.check_is_fitted()
         return self.predict_proba(pairs) > self.threshold_
 
     def predict_proba_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
@@ -124,8 +208,10 @@ class PairClassifier:
 
         This is the batched entry point used by ``partition``: embed-once backends encode each
         text once, however many pairs it takes part in. Returns shape ``(P,)``.
-        Raises ValueError if the backend produced NaN (never silently 0 or 1).
+        Raises NotFittedError before ``fit``/loading (backends that need it), ValueError if the
+        backend produced NaN (never silently 0 or 1).
         """
+        self.check_is_fitted()
         index_pairs = np.asarray(index_pairs, dtype=np.int64).reshape(-1, 2)
         proba = np.empty(len(index_pairs), dtype=np.float64)
         model_rows = []
@@ -157,31 +243,35 @@ class PairClassifier:
         raise NotImplementedError
 
     # -- persistence -------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        """Constructor keyword arguments to write to config.json."""
+    def learned_state(self) -> dict[str, Any]:
+        """Learned tensors, as ``save`` writes them to model.safetensors (empty for
+        parameter-free backends). ``threshold_`` is saved in config.json instead."""
         return {}
 
-    def _state(self) -> dict[str, Any]:
-        """Learned tensors to write to model.safetensors (empty for parameter-free backends)."""
-        return {}
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``learned_state`` returned (called by ``load_classifier`` only)."""
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``_state`` returned."""
+    def parameter_counts(self) -> dict[str, int]:
+        """``stored``: numbers in ``learned_state``; ``inference``: parameters used to score
+        (the whole network for model backends)."""
+        stored = sum(int(v.numel()) for v in self.learned_state().values())
+        return {"stored": stored, "inference": stored}
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` (backend, constructor arguments, threshold, ``extra`` metadata)
+        """Write ``config.json`` (backend, ``get_params()``, ``threshold_``, ``extra`` metadata)
         and, when the backend has learned tensors, ``model.safetensors``."""
         from safetensors.torch import save_file
 
+        self.check_is_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {
             "backend": self.backend,
             "threshold": float(self.threshold_),
-            "params": self._config(),
+            "params": self.get_params(),
             "meta": extra or {},
         }
-        state = self._state()
+        state = self.learned_state()
         if state:
             save_file({k: v.contiguous() for k, v in state.items()}, str(directory / WEIGHTS_FILE))
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -256,7 +346,7 @@ def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> P
     classifier = cls(**params)
     if weights.exists():
         try:
-            classifier._load_state(load_file(str(weights)))
+            classifier._restore_state(load_file(str(weights)))
         except (SafetensorError, OSError, RuntimeError, KeyError) as err:
             raise ValueError(f"corrupt classifier weights {weights}: {err}") from err
     classifier.threshold_ = threshold

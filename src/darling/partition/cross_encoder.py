@@ -12,7 +12,6 @@ Cost: n(n-1)/2 pairs per group, each scored in both orders with a double-length 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +36,18 @@ class CrossEncoderClassifier(PairClassifier):
         trust_remote_code: passed to ``from_pretrained`` (off by default).
         device: torch device for scoring and fitting.
         epochs, lr, batch_size, seed: fine-tuning schedule (AdamW) and scoring batch size.
-        threshold: decision threshold before calibration.
+            ``epochs=0`` keeps the checkpoint's weights (a checkpoint that is already a trained
+            pair classifier: ``fit`` then only marks it fitted).
+        threshold: the ``threshold_`` that ``fit`` sets, until ``calibrate`` replaces it.
+
+    Learned attributes (set by ``fit`` or ``load_classifier``): ``threshold_`` and the fine-tuned
+    network (in ``learned_state()``). Scoring before either raises ``NotFittedError``: a bare
+    encoder's fresh head would score pairs at random.
     """
 
     backend = "cross_encoder"
     stores_weights = True
+    fitted_attributes = ("threshold_",)
 
     def __init__(
         self,
@@ -63,13 +69,12 @@ class CrossEncoderClassifier(PairClassifier):
         self.lr = lr
         self.batch_size = batch_size
         self.seed = seed
-        self.threshold_ = threshold
-        self._net: Any = None
-        self._tokenizer: Any = None
+        self.threshold = threshold
 
     def _load(self) -> None:
-        """Load tokenizer and classifier on first use; a fresh head is seeded by ``seed``."""
-        if self._net is not None:
+        """Load tokenizer and classifier on first use into the private caches ``_tokenizer`` and
+        ``_net``; a fresh head is seeded by ``seed``."""
+        if "_net" in vars(self):
             return
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -86,6 +91,7 @@ class CrossEncoderClassifier(PairClassifier):
         self, firsts: Sequence[str], seconds: Sequence[str]
     ) -> dict[str, torch.Tensor]:
         """The one tokenisation used by scoring and fitting: ``[CLS] a [SEP] b [SEP]``."""
+        self._load()
         batch = self._tokenizer(
             list(firsts), list(seconds), truncation="longest_first",
             max_length=self.max_length, padding=True, return_tensors="pt",
@@ -96,8 +102,15 @@ class CrossEncoderClassifier(PairClassifier):
         """Two-class logits, shape ``(len(firsts), 2)``."""
         return self._net(**self.encode_pairs(firsts, seconds)).logits
 
+    def pair_logits(self, firsts: Sequence[str], seconds: Sequence[str]) -> torch.Tensor:
+        """Two-class logits of the ordered pairs ``(firsts[k], seconds[k])``, one order only
+        (what a one-order cross-encoder pays; ``predict_proba`` averages both orders).
+        Shape ``(len(firsts), 2)``, no gradient."""
+        self.check_is_fitted()
+        with torch.inference_mode():
+            return self._logits(firsts, seconds)
+
     def _score_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
-        self._load()
         firsts = [texts[int(i)] for i in index_pairs[:, 0]]
         seconds = [texts[int(j)] for j in index_pairs[:, 1]]
         both_a, both_b = firsts + seconds, seconds + firsts  # (a, b) then (b, a)
@@ -111,7 +124,8 @@ class CrossEncoderClassifier(PairClassifier):
         return (p[: len(firsts)] + p[len(firsts) :]) / 2
 
     def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> CrossEncoderClassifier:
-        """Fine-tune on both orders of every pair with balanced class-weighted cross-entropy."""
+        """Fine-tune on both orders of every pair with balanced class-weighted cross-entropy.
+        Sets ``threshold_ = threshold``; returns ``self``."""
         _check_pairs_labels(pairs, labels)
         self._load()
         firsts = [a for a, _ in pairs] + [b for _, b in pairs]
@@ -132,25 +146,20 @@ class CrossEncoderClassifier(PairClassifier):
                 loss.backward()
                 optimiser.step()
         self._net.eval()
+        self.threshold_ = self.threshold
         return self
 
-    def _config(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "max_length": self.max_length,
-            "trust_remote_code": self.trust_remote_code,
-            "device": self.device,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-        }
-
-    def _state(self) -> dict[str, torch.Tensor]:
+    def learned_state(self) -> dict[str, torch.Tensor]:
         """All classifier weights (the base checkpoint plus its fine-tuning)."""
-        self._load()
+        self.check_is_fitted()
         return {k: v.detach().cpu() for k, v in self._net.state_dict().items()}
 
-    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+    def parameter_counts(self) -> dict[str, int]:
+        """``stored``: numbers in ``learned_state``; ``inference``: the network's parameters."""
+        counts = super().parameter_counts()
+        counts["inference"] = sum(int(p.numel()) for p in self._net.parameters())
+        return counts
+
+    def _restore_state(self, state: dict[str, torch.Tensor]) -> None:
         self._load()
         self._net.load_state_dict(state, strict=True)

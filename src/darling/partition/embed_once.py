@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -109,11 +108,17 @@ class EmbedOnceClassifier(PairClassifier):
         epochs, lr, head_lr, batch_pairs, weight_decay: joint fine-tuning schedule (AdamW).
         seed: seeds pair shuffling and dropout in ``fit``.
         batch_size: windows per encoder forward pass at inference.
-        threshold: decision threshold before calibration.
+        threshold: the ``threshold_`` that ``fit`` sets, until ``calibrate`` replaces it.
+
+    Learned attributes (set by ``fit``/``fit_head`` or ``load_classifier``): ``feature_mean_``,
+    ``feature_scale_``, ``head_weight_``, ``head_bias_`` (the head), ``threshold_``, and the
+    tuned layers inside the encoder (in ``learned_state()``). The encoder is loaded on first use
+    (``embed`` works unfitted: it needs no head).
     """
 
     backend = "embed_once"
     stores_weights = True
+    fitted_attributes = ("head_weight_", "threshold_")
 
     def __init__(
         self,
@@ -130,8 +135,6 @@ class EmbedOnceClassifier(PairClassifier):
         batch_size: int = 16,
         threshold: float = 0.5,
     ):
-        if chunking not in ("pool", "truncate"):
-            raise ValueError(f"chunking must be 'pool' or 'truncate', got {chunking!r}")
         self.encoder = encoder
         self.max_length = max_length
         self.chunking = chunking
@@ -143,31 +146,27 @@ class EmbedOnceClassifier(PairClassifier):
         self.weight_decay = weight_decay
         self.seed = seed
         self.batch_size = batch_size
-        self.threshold_ = threshold
-        self._model: Any = None
-        self._tokenizer: Any = None
-        n_features = len(FEATURE_NAMES)
-        self.feature_mean_ = torch.zeros(n_features)
-        self.feature_scale_ = torch.ones(n_features)
-        self.head_weight_ = torch.zeros(n_features)
-        self.head_bias_ = torch.zeros(())
+        self.threshold = threshold
 
     # -- encoder -----------------------------------------------------------------------------
     def _load_encoder(self) -> None:
-        """Load tokenizer and encoder on first use (never at import or construction)."""
-        if self._model is not None:
+        """Load tokenizer and encoder on first use (never at import or construction) into the
+        private caches ``_tokenizer`` and ``_model``."""
+        if "_model" in vars(self):
             return
         from transformers import AutoModel, AutoTokenizer
 
         path = self.encoder or default_encoder_path()
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         self._model = AutoModel.from_pretrained(path).eval()
-        n_layers = len(self._model.encoder.layer)
-        if not 0 <= self.tuned_layers <= n_layers:
-            raise ValueError(f"tuned_layers must be in [0, {n_layers}], got {self.tuned_layers}")
+        self._split()  # checks tuned_layers against the encoder's depth
 
-    def _windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
-        """Encoder windows of all texts and the text index that owns each window."""
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Encoder windows (word-piece ids, ``[CLS]``/``[SEP]`` included, at most
+        ``max_length``) of all texts and the index of the text that owns each window."""
+        if self.chunking not in ("pool", "truncate"):
+            raise ValueError(f"chunking must be 'pool' or 'truncate', got {self.chunking!r}")
+        self._load_encoder()
         tok = self._tokenizer
         windows: list[list[int]] = []
         owner: list[int] = []
@@ -183,7 +182,10 @@ class EmbedOnceClassifier(PairClassifier):
 
     def _split(self) -> int:
         """Index of the first tuned layer."""
-        return len(self._model.encoder.layer) - self.tuned_layers
+        n_layers = len(self._model.encoder.layer)
+        if not 0 <= self.tuned_layers <= n_layers:
+            raise ValueError(f"tuned_layers must be in [0, {n_layers}], got {self.tuned_layers}")
+        return n_layers - self.tuned_layers
 
     def _lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token states after the frozen layers. ``(B, T)`` ids -> ``(B, T, H)``."""
@@ -208,10 +210,10 @@ class EmbedOnceClassifier(PairClassifier):
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """L2-normalised response embeddings ``e_t``, shape ``(len(texts), H)``, float32.
 
-        Each window is encoded once; windows are batched by length to limit padding.
+        Each window is encoded once; windows are batched by length to limit padding. Needs no
+        fit: unfitted, it is the base encoder (the frozen-cosine baseline).
         """
-        self._load_encoder()
-        windows, owner = self._windows(texts)
+        windows, owner = self.windows(texts)
         hidden_size = self._model.config.hidden_size
         sums = torch.zeros(len(windows), hidden_size)
         counts = torch.tensor([float(len(w)) for w in windows])
@@ -224,11 +226,38 @@ class EmbedOnceClassifier(PairClassifier):
 
     # -- head --------------------------------------------------------------------------------
     def _logits(self, cosine: torch.Tensor, lexical: torch.Tensor) -> torch.Tensor:
-        """``w . (f - mu) / sigma + b`` for ``f = [cos, lexical]``: ``(P,), (P, 4)`` -> ``(P,)``."""
+        """``w . (f - mu) / sigma + b`` for ``f = [cos, lexical]``: ``(P,), (P, 5)`` -> ``(P,)``."""
         features = torch.cat([cosine[:, None], lexical], dim=1)
         return ((features - self.feature_mean_) / self.feature_scale_) @ self.head_weight_ + (
             self.head_bias_
         )
+
+    def head_proba(self, cosine: torch.Tensor, lexical: torch.Tensor) -> np.ndarray:
+        """The head alone on precomputed pair features: ``sigmoid(w . (f - mu) / sigma + b)``.
+
+        ``cosine`` ``(P,)`` (of ``embed`` outputs), ``lexical`` ``(P, 5)``
+        (``pair_lexical_features``) -> ``(P,)`` float64. No short-answer rule (``predict_proba``
+        applies it).
+        """
+        self.check_is_fitted()
+        with torch.inference_mode():
+            return torch.sigmoid(self._logits(cosine, lexical)).double().numpy()
+
+    def fit_head(
+        self, cosine: torch.Tensor, lexical: torch.Tensor, labels: Sequence[int]
+    ) -> EmbedOnceClassifier:
+        """Fit only the head on precomputed pair features (class-weighted logistic regression,
+        as the warm start of ``fit``); the encoder is not trained. Sets the head and
+        ``threshold_ = threshold``; returns ``self``. For studies on frozen embeddings (e.g.
+        ``bench/partition_eval.py --lolo``) that embed every text once and refit many heads."""
+        y = torch.as_tensor(list(labels), dtype=torch.float32)
+        if len(y) != len(cosine) or len(y) != len(lexical):
+            raise ValueError(
+                f"got {len(cosine)} cosines, {len(lexical)} lexical rows and {len(y)} labels"
+            )
+        self._fit_head(cosine, lexical, y, class_weights(y))
+        self.threshold_ = self.threshold
+        return self
 
     def _score_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
         distinct = list(dict.fromkeys(texts[int(i)] for i in np.unique(index_pairs)))
@@ -237,18 +266,16 @@ class EmbedOnceClassifier(PairClassifier):
         a = torch.as_tensor([position[texts[int(i)]] for i in index_pairs[:, 0]], dtype=torch.long)
         b = torch.as_tensor([position[texts[int(j)]] for j in index_pairs[:, 1]], dtype=torch.long)
         cosine = (emb[a] * emb[b]).sum(1)
-        lexical = pair_lexical_features(texts, index_pairs)
-        with torch.inference_mode():
-            return torch.sigmoid(self._logits(cosine, lexical)).double().numpy()
+        return self.head_proba(cosine, pair_lexical_features(texts, index_pairs))
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> EmbedOnceClassifier:
         """Warm-start the head on frozen features, then fine-tune head and top layers jointly.
 
         Loss: ``sum_k w_k BCE(logit_k, y_k) / sum_k w_k`` with balanced class weights ``w``.
+        Sets the learned attributes, ``threshold_ = threshold`` among them; returns ``self``.
         """
         _check_pairs_labels(pairs, labels)
-        self._load_encoder()
         generator = torch.Generator().manual_seed(self.seed)
         y = torch.as_tensor(list(labels), dtype=torch.float32)
         weights = class_weights(y)
@@ -258,7 +285,7 @@ class EmbedOnceClassifier(PairClassifier):
         b = torch.as_tensor([position[p[1]] for p in pairs], dtype=torch.long)
         lexical = pair_lexical_features(distinct, torch.stack([a, b], dim=1).numpy())
 
-        windows, owner = self._windows(distinct)
+        windows, owner = self.windows(distinct)
         lower = self._cache_lower(windows)  # one frozen pass per window
         text_windows: list[list[int]] = [[] for _ in distinct]
         for k, t in enumerate(owner):
@@ -285,6 +312,7 @@ class EmbedOnceClassifier(PairClassifier):
         raw_weight = self._fit_head((frozen[a] * frozen[b]).sum(1), lexical, y, weights)
         if self.tuned_layers and self.epochs:
             self._fine_tune(embed_batch, a, b, lexical, y, weights, raw_weight, generator)
+        self.threshold_ = self.threshold
         return self
 
     def _cache_lower(self, windows: list[list[int]]) -> list[torch.Tensor]:
@@ -357,23 +385,9 @@ class EmbedOnceClassifier(PairClassifier):
         self.head_bias_ = head_bias.detach()
 
     # -- persistence -------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        return {
-            "encoder": self.encoder,
-            "max_length": self.max_length,
-            "chunking": self.chunking,
-            "tuned_layers": self.tuned_layers,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "head_lr": self.head_lr,
-            "batch_pairs": self.batch_pairs,
-            "weight_decay": self.weight_decay,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-        }
-
-    def _state(self) -> dict[str, torch.Tensor]:
+    def learned_state(self) -> dict[str, torch.Tensor]:
         """Head tensors (fp32) and the tuned layers' weights (fp16, about 7 MB for two layers)."""
+        self.check_is_fitted()
         state = {
             "head.feature_mean": self.feature_mean_,
             "head.feature_scale": self.feature_scale_,
@@ -389,7 +403,14 @@ class EmbedOnceClassifier(PairClassifier):
                     state[key] = tensor.detach().to(torch.float16)
         return state
 
-    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+    def parameter_counts(self) -> dict[str, int]:
+        """``stored``: numbers in ``learned_state``; ``inference``: the encoder's parameters."""
+        counts = super().parameter_counts()
+        self._load_encoder()
+        counts["inference"] = sum(int(p.numel()) for p in self._model.parameters())
+        return counts
+
+    def _restore_state(self, state: dict[str, torch.Tensor]) -> None:
         self.feature_mean_ = state["head.feature_mean"].float()
         self.feature_scale_ = state["head.feature_scale"].float()
         self.head_weight_ = state["head.weight"].float()

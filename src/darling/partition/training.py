@@ -65,8 +65,7 @@ def train_and_calibrate(
     train, val = split_by_prompt(rows, val_fraction, seed)
     classifier.fit([(r.text_a, r.text_b) for r in train], [r.label for r in train])
     y_val = [r.label for r in val]
-    proba = classifier.predict_proba([(r.text_a, r.text_b) for r in val])
-    classifier.threshold_, _ = best_f1_threshold(y_val, proba)
+    proba = classifier.calibrate([(r.text_a, r.text_b) for r in val], y_val)
     report: dict[str, Any] = {
         "split": {
             "seed": seed,
@@ -97,14 +96,6 @@ def _by_labeler(rows: Sequence[PairRow], proba: np.ndarray) -> dict[str, dict[st
         if 0 < sum(labels) < len(labels):
             out[labeler] = {"roc_auc": roc_auc(labels, proba[mask]), "pairs": float(mask.sum())}
     return out
-
-
-def parameter_count(classifier: PairClassifier) -> dict[str, int]:
-    """Numbers of stored (learned) parameters and of parameters used at inference."""
-    stored = sum(int(v.numel()) for v in classifier._state().values())
-    net = getattr(classifier, "_model", None) or getattr(classifier, "_net", None)
-    total = sum(int(p.numel()) for p in net.parameters()) if net is not None else stored
-    return {"stored": stored, "inference": total}
 
 
 def model_card(report: dict[str, Any], config: dict[str, Any], command: str) -> str:
@@ -176,8 +167,8 @@ def save_with_card(
     ``data`` names the training file as the user gave it (the file itself is never copied).
     """
     output_dir = Path(output_dir)
-    report = {**report, "parameters": parameter_count(classifier), "data": data}
+    report = {**report, "parameters": classifier.parameter_counts(), "data": data}
     classifier.save(output_dir, extra={"report": report, "command": command})
-    config = {"backend": classifier.backend, "params": classifier._config()}
+    config = {"backend": classifier.backend, "params": classifier.get_params()}
     (output_dir / "MODEL_CARD.md").write_text(model_card(report, config, command))
     return output_dir

@@ -79,13 +79,14 @@ def partition(
     ``pair_equivalent_share``, ``pair_p_q10/q50/q90``).
     """
     check_lengths(len(texts), group_ids)
-    tau = classifier.threshold_ if threshold is None else threshold
     pairs = within_group_pairs(group_ids)
     proba = (
         np.asarray(classifier.predict_proba_indexed(list(texts), pairs), dtype=np.float64)
         if len(pairs)
         else np.empty(0)
     )
+    # read after scoring, so an unfitted classifier raises its NotFittedError first
+    tau = classifier.threshold_ if threshold is None else threshold
     if np.isnan(proba).any():
         raise ValueError("classifier returned NaN pair probabilities")
     labels = union_find_labels(len(texts), pairs[proba > tau])
