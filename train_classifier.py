@@ -115,8 +115,10 @@ def fold_report(rows: list[PairRow], cfg: DictConfig) -> str:
     )
 
     fixed = [r.labeler in IN_DOMAIN for r in rows]  # in every training part, never validated
-    folds = (labeller_folds([r.labeler for r in rows], fixed)
-             + source_folds([prompt_source(r.id) for r in rows], fixed))
+    sources = [prompt_source(r.id) for r in rows]
+    folds = labeller_folds([r.labeler for r in rows], fixed)
+    if len({s for s, f in zip(sources, fixed, strict=True) if not f}) > 1:  # else no such fold
+        folds += source_folds(sources, fixed)
     params = OmegaConf.to_container(cfg.classifier)
     params.pop("_target_")
     scorers = build_scorers(rows, list(cfg.folds.backends), encoder=cfg.baseline_encoder,

@@ -210,7 +210,7 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     write_run(run)
     human = tmp_path / "human.jsonl"
     human.write_text("".join(json.dumps({
-        "id": f"WildChat-{k}", "labeler": "ann", "prompt": f"tell a story {k}",
+        "id": f"WildChat-{k}", "labeler": ("ann", "bo")[k % 4 // 2], "prompt": f"story {k}",
         "generation_0": f"a long story about a fox number {k} in the woods",
         "generation_1": (f"a long story about a fox number {k} in the forest" if k % 2
                          else f"a poem on the sea and the moon, verse {k}, quiet"),
@@ -218,12 +218,17 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     out = subprocess.run(
         [sys.executable, "train_classifier.py", "data=rollouts", f"data.run={run}",
          f"data.path={human}", "data.max_pairs=40", "data.val_fraction=0.3",
+         "folds.enabled=true", "folds.backends=[jaccard,ngram]",
          f"classifier.encoder={tiny_encoder}", "classifier.tuned_layers=0",
          "classifier.max_length=64", f"baseline_encoder={tiny_encoder}",
          f"hydra.run.dir={tmp_path / 'h'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    # human pairs only are validated (one source here: no source fold); rollout pairs train
+    assert "| labeller/ann | 10 |" in log and "| labeller/bo | 10 |" in log
+    assert "source/" not in log and "labeller/verifier" not in log
     clf = load_classifier(run / "classifier")
     assert clf.predict_proba([("Mars and more words here", "Venus and other words")]).shape == (1,)
     card = (run / "classifier" / "MODEL_CARD.md").read_text()
