@@ -188,6 +188,17 @@ def write_run(run_dir: Path) -> None:
         "".join(json.dumps(r) + "\n" for r in logs))
 
 
+def write_human(path: Path) -> Path:
+    """20 human-labelled pairs by two labellers, half similar."""
+    path.write_text("".join(json.dumps({
+        "id": f"WildChat-{k}", "labeler": ("ann", "bo")[k % 4 // 2], "prompt": f"story {k}",
+        "generation_0": f"a long story about a fox number {k} in the woods",
+        "generation_1": (f"a long story about a fox number {k} in the forest" if k % 2
+                         else f"a poem on the sea and the moon, verse {k}, quiet"),
+        "similar": k % 2}) + "\n" for k in range(20)))
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> str:
     """A 2-layer, 32-wide random BERT with the MiniLM tokenizer."""
@@ -208,13 +219,7 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
 
     run = tmp_path / "run"
     write_run(run)
-    human = tmp_path / "human.jsonl"
-    human.write_text("".join(json.dumps({
-        "id": f"WildChat-{k}", "labeler": ("ann", "bo")[k % 4 // 2], "prompt": f"story {k}",
-        "generation_0": f"a long story about a fox number {k} in the woods",
-        "generation_1": (f"a long story about a fox number {k} in the forest" if k % 2
-                         else f"a poem on the sea and the moon, verse {k}, quiet"),
-        "similar": k % 2}) + "\n" for k in range(20)))
+    human = write_human(tmp_path / "human.jsonl")
     out = subprocess.run(
         [sys.executable, "train_classifier.py", "data=rollouts", f"data.run={run}",
          f"data.path={human}", "data.max_pairs=40", "data.val_fraction=0.3",
@@ -234,3 +239,62 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     card = (run / "classifier" / "MODEL_CARD.md").read_text()
     assert "## In-domain pairs" in card and "labelled by the task's verifier" in card
     assert f"in-domain pairs from the rollouts of {run}" in card and "human pairs" in card
+
+
+class _ParityJudge(BaseHTTPRequestHandler):
+    """A judge stand-in for random-model text: YES when the prompt content has even length."""
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))[
+            "messages"][0]["content"]
+        reply = "YES" if len(content) % 2 == 0 else "NO"
+        payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.slow
+def test_tiny_training_run_to_in_domain_classifier(tmp_path, tiny_encoder):
+    """train.py on the tiny model (answer-set task, so the log holds real rows), then
+    train_classifier.py data=rollouts on its run directory, labels from a judge stand-in (a
+    random model never answers correctly, so the verifier leaves every pair to the judge)."""
+    from darling.partition import load_classifier
+
+    from .conftest import TINY
+
+    run = tmp_path / "run"
+    tiny = [o for o in TINY if not o.startswith(("classifier=", "quality"))]
+    out = subprocess.run(
+        [sys.executable, "train.py", *tiny, "classifier=answer_set", "quality=answer_set",
+         f"hydra.run.dir={run}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert list((run / "rollouts").glob("*.jsonl"))
+    server = HTTPServer(("127.0.0.1", 0), _ParityJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "train_classifier.py", "data=rollouts", f"data.run={run}",
+             f"data.path={write_human(tmp_path / 'human.jsonl')}", "data.max_pairs=16",
+             "data.val_fraction=0.3",
+             f"data.judge.base_url=http://127.0.0.1:{server.server_port}/v1",
+             "data.judge.model=stand-in", "data.judge.api_key_env=null",
+             f"classifier.encoder={tiny_encoder}", "classifier.tuned_layers=0",
+             "classifier.max_length=64", f"baseline_encoder={tiny_encoder}",
+             f"hydra.run.dir={tmp_path / 'h'}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )
+    finally:
+        server.shutdown()
+    assert out.returncode == 0, out.stderr[-3000:]
+    load_classifier(run / "classifier")
+    card = (run / "classifier" / "MODEL_CARD.md").read_text()
+    judged = int(card.split(" by the LM judge (stand-in)")[0].rsplit(", ", 1)[1])
+    assert judged > 0  # the tiny run's own pairs were labelled and trained on
+    assert (run / "pair_labels.jsonl").is_file()  # the label cache
