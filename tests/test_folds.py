@@ -99,6 +99,40 @@ def test_lexical_fold_table_matches_direct_scores():
     assert table.splitlines()[0] == "| fold | pairs | jaccard | ngram |"
 
 
+def build_tiny_encoder(path: Path) -> str:
+    """A 2-layer, 32-wide random BERT with the MiniLM tokenizer, saved in ``path``."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from darling.partition.encoder import default_encoder_path
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> str:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def test_fine_tuned_rows_fit_once_per_fold(tiny_encoder):
+    """The opt-in rows run through the classifiers' own fit on a tiny random encoder."""
+    rows = synthetic_rows()
+    folds = labeller_folds([r.labeler for r in rows])
+    scorers = build_scorers(
+        rows, ["finetuned", "cross_encoder"],
+        finetuned_params={"encoder": tiny_encoder, "max_length": 64, "tuned_layers": 1},
+        cross_encoder_params={"model": tiny_encoder, "max_length": 64, "epochs": 1},
+    )
+    for scorer in scorers.values():
+        result = score_folds(scorer, [r.label for r in rows], folds)
+        assert set(result["folds"]) == {"labeller/ann", "labeller/bo", "labeller/cy"}
+        assert 0.0 <= result["labeller/min"] <= result["labeller/mean"] <= 1.0
+
+
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="finetuned"):
         build_scorers(synthetic_rows(), ["jacard"])

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-import torch
 
 from darling.partition.labelling import (
     LabelCache,
@@ -23,6 +22,8 @@ from darling.partition.labelling import (
 from darling.partition.mining import MinedPair, mine_pairs
 from darling.quality.judge import JudgeQuality
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
+
+from .test_folds import build_tiny_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANETS = PromptRow(id="p", prompt="Name a planet.", kind="answers",
@@ -201,17 +202,7 @@ def write_human(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> str:
-    """A 2-layer, 32-wide random BERT with the MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from darling.partition.encoder import default_encoder_path
-
-    path = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(path)
-    return str(path)
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
