@@ -1,9 +1,13 @@
 """Train, calibrate and save the partition's pair classifier (thin Hydra shell).
 
-    python train_classifier.py    # the shipped default, see conf/train_classifier.yaml
+    python train_classifier.py    # the shipped default, see conf/train_classifier/config.yaml
     python train_classifier.py classifier.epochs=3 output_dir=runs/clf
+    python train_classifier.py folds.enabled=true train=false    # the fold table only
+    python train_classifier.py data=rollouts data.run=runs/<name>  # in-domain classifier
 
-The procedure lives in ``darling.partition.training.train_and_calibrate``.
+The procedure lives in ``darling.partition.training.train_and_calibrate``; the fold table in
+``darling.partition.folds``; the in-domain pairs in ``darling.partition.mining`` and
+``darling.partition.labelling``.
 """
 
 from __future__ import annotations
@@ -11,29 +15,156 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 import torch
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from darling.partition.pairs_data import load_pairs
+from darling.partition.pairs_data import PairRow, load_pairs
 from darling.partition.training import save_with_card, train_and_calibrate
 
 log = logging.getLogger(__name__)
 
+IN_DOMAIN = ("verifier", "judge")
+"""``labeler`` of the in-domain pairs (``labelling.label_pairs``)."""
 
-@hydra.main(config_path="conf", config_name="train_classifier", version_base="1.3")
+
+def read_rollouts(run_dir: Path) -> list[dict]:
+    """All records of ``<run_dir>/rollouts/*.jsonl``; errors name the file and line."""
+    logs = sorted((run_dir / "rollouts").glob("*.jsonl"))
+    if not logs:
+        raise FileNotFoundError(f"no rollout log in {run_dir / 'rollouts'}: train with "
+                                "log_rollouts=true, or point data.run at the run directory")
+    records = []
+    for path in logs:
+        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{line_no}: bad JSON: {err}") from err
+    return records
+
+
+def pair_judge(judge_cfg: DictConfig):
+    """The configured ``PairJudge``, or None when ``data.judge.base_url`` is null."""
+    if judge_cfg.base_url is None:
+        return None
+    from darling.partition.labelling import DEFAULT_JUDGE_PROMPT, LabelCache, PairJudge
+    from darling.quality.judge import JudgeQuality
+
+    if judge_cfg.model is None:
+        raise ValueError("data.judge.base_url is set but data.judge.model is null: name the model")
+    client = JudgeQuality(judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
+                          timeout_s=judge_cfg.timeout_s, retries=judge_cfg.retries,
+                          max_workers=judge_cfg.max_workers, max_tokens=4)
+    prompt = Path(to_absolute_path(judge_cfg.prompt_path)) if judge_cfg.prompt_path else (
+        DEFAULT_JUDGE_PROMPT)
+    cache = LabelCache(to_absolute_path(judge_cfg.cache)) if judge_cfg.cache else None
+    return PairJudge(client, prompt.read_text(), cache)
+
+
+def rollout_pairs(data: DictConfig) -> tuple[list[PairRow], dict]:
+    """Mine, label and count the in-domain pairs of run ``data.run``."""
+    from darling.partition.labelling import label_pairs, verifier_key
+    from darling.partition.mining import class_key, mine_pairs
+    from darling.tasks.prompts import builtin_path, load_prompts
+
+    run_dir = Path(to_absolute_path(data.run))
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: data.run must be a run "
+                                "directory written by train.py")
+    prompt_path = OmegaConf.load(run_dir / "config.yaml").data.train_path or builtin_path("train")
+    prompts = {row.id: row for row in load_prompts(prompt_path)}
+    records = read_rollouts(run_dir)
+
+    def key(record: dict):
+        row = prompts.get(str(record.get("prompt_id")))
+        answer = verifier_key(record["response"], row) if row is not None else None
+        return answer if answer is not None else class_key(record)
+
+    mined = mine_pairs(records, data.max_pairs, data.seed, key=key)
+    rows, counts = label_pairs(mined, prompts, pair_judge(data.judge), source=data.run)
+    return rows, {**counts, "rollouts": len(records), "prompts": str(prompt_path)}
+
+
+def load_data(data: DictConfig) -> tuple[list[PairRow], str, dict | None]:
+    """``(rows, description for the model card, in-domain counts or None)``."""
+    human = load_pairs(to_absolute_path(data.path)) if data.path else []
+    if data.source == "human":
+        return human, data.path, None
+    rows, counts = rollout_pairs(data)
+    if not rows:
+        raise ValueError(f"no labelled pairs from {data.run}: {counts}")
+    description = (f"{len(rows)} in-domain pairs from the rollouts of {data.run}"
+                   + (f" + {len(human)} human pairs from {data.path}" if human else ""))
+    return human + rows, description, counts
+
+
+def fold_report(rows: list[PairRow], cfg: DictConfig) -> str:
+    """The fold table of every configured backend (``darling.partition.folds``)."""
+    from darling.partition.fold_scorers import build_scorers
+    from darling.partition.folds import (
+        fold_table,
+        labeller_folds,
+        prompt_source,
+        score_folds,
+        source_folds,
+    )
+
+    fixed = [r.labeler in IN_DOMAIN for r in rows]  # in every training part, never validated
+    sources = [prompt_source(r.id) for r in rows]
+    folds = labeller_folds([r.labeler for r in rows], fixed)
+    if len({s for s, f in zip(sources, fixed, strict=True) if not f}) > 1:  # else no such fold
+        folds += source_folds(sources, fixed)
+    params = OmegaConf.to_container(cfg.classifier)
+    params.pop("_target_")
+    scorers = build_scorers(rows, list(cfg.folds.backends), encoder=cfg.baseline_encoder,
+                            finetuned_params=params,
+                            cross_encoder_params=OmegaConf.to_container(cfg.folds.cross_encoder))
+    labels = [r.label for r in rows]
+    return fold_table({name: score_folds(s, labels, folds) for name, s in scorers.items()}, folds)
+
+
+def card_section(counts: dict, data: DictConfig) -> str:
+    """Model-card section on the in-domain pairs."""
+    return "\n".join([
+        "## In-domain pairs",
+        "",
+        f"Mined from {counts['rollouts']} rollouts of the run `{data.run}` (prompts: "
+        f"`{counts['prompts']}`): pairs of distinct responses within one group, balanced between "
+        f"same and different answers, at most {data.max_pairs}, seed {data.seed}. "
+        f"{counts['mined']} mined: {counts['verifier']} labelled by the task's verifier, "
+        f"{counts['judge']} by the LM judge "
+        f"({data.judge.model if data.judge.base_url else 'none configured'}), "
+        f"{counts['missing']} left unlabelled and not used; "
+        f"{counts['equivalent']} labelled equivalent.",
+        "",
+    ])
+
+
+@hydra.main(config_path="conf/train_classifier", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
-    rows = load_pairs(to_absolute_path(cfg.data.path))
+    rows, description, counts = load_data(cfg.data)
+    if counts is not None:
+        log.info("in-domain pairs: %s", json.dumps(counts))
+    if cfg.folds.enabled:
+        log.info("fold ROC-AUC (%s):\n%s", description, fold_report(rows, cfg))
+    if not cfg.train:
+        return
     classifier, report = train_and_calibrate(
         rows, instantiate(cfg.classifier), cfg.data.val_fraction, cfg.seed,
         encoder_for_baseline=cfg.baseline_encoder,
     )
     command = " ".join(["python train_classifier.py", *sys.argv[1:]])
     out = save_with_card(classifier, report, to_absolute_path(cfg.output_dir), command,
-                         data=cfg.data.path)
+                         data=description)
+    if counts is not None:
+        with (out / "MODEL_CARD.md").open("a") as card:
+            card.write("\n" + card_section(counts, cfg.data))
     log.info("validation: %s", json.dumps(report["val"], indent=1))
     log.info("baselines: %s", json.dumps(report["baselines"], indent=1))
     log.info("saved to %s", out)

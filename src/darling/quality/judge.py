@@ -15,9 +15,9 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 DEFAULT_TEMPLATE = (
@@ -26,6 +26,8 @@ DEFAULT_TEMPLATE = (
     "[User request]\n{prompt}\n\n[Assistant response]\n{completion}\n\n"
     "Reply with a single integer from 1 to 10 and nothing else."
 )
+
+T = TypeVar("T")
 
 _SCORE = re.compile(r"\b(10|[1-9])\b")
 
@@ -93,15 +95,16 @@ class JudgeQuality:
             return list(pool.map(self._score_one, prompts, completions))
 
     def _score_one(self, prompt: str, completion: str) -> float | None:
+        return self.ask(self.template.format(prompt=prompt, completion=completion), parse_score)
+
+    def ask(self, content: str, parse: Callable[[str], T | None]) -> T | None:
+        """Send ``content`` as one user message; ``parse(reply)`` of the first reply it accepts
+        (not None), retrying failed calls and unparseable replies ``retries`` times in all with
+        exponential backoff; None when every attempt failed."""
         body = json.dumps(
             {
                 "model": self.model,
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": self.template.format(prompt=prompt, completion=completion),
-                    }
-                ],
+                "messages": [{"role": "user", "content": content}],
                 "temperature": 0.0,
                 "max_tokens": self.max_tokens,
             }
@@ -117,9 +120,9 @@ class JudgeQuality:
                 )
                 with _OPENER.open(request, timeout=self.timeout_s) as response:
                     reply = json.loads(response.read())["choices"][0]["message"]["content"]
-                score = parse_score(reply or "")
-                if score is not None:
-                    return score
+                parsed = parse(reply or "")
+                if parsed is not None:
+                    return parsed
             except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError,
                     TypeError, json.JSONDecodeError):
                 pass
