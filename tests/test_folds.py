@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from darling.partition.calibration import roc_auc
-from darling.partition.fold_scorers import build_scorers, fit_monotone_head
+from darling.partition.fold_scorers import build_scorers
 from darling.partition.folds import (
     fold_table,
     labeller_folds,
@@ -138,19 +138,30 @@ def test_unknown_backend_is_named():
         build_scorers(synthetic_rows(), ["jacard"])
 
 
-def test_monotone_head_matches_logistic_regression_and_keeps_weights_nonnegative():
+def test_frozen_head_row_is_the_classifiers_head_and_keeps_weights_nonnegative():
+    """The ``frozen_head`` fold row fits ``EmbedOnceClassifier.fit_head``: class-weighted
+    logistic regression with weights ``softplus(v) >= 0`` on standardised features."""
+    import torch
     from sklearn.linear_model import LogisticRegression
+
+    from darling.partition.embed_once import EmbedOnceClassifier
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))
     y = (x @ np.array([2.0, 1.0, 0.0]) + rng.normal(size=400) > 0.8).astype(int)
-    mu, sigma, w, b = fit_monotone_head(x, y)
-    z = (x - mu) / sigma
+
+    def head(features):
+        f = torch.as_tensor(features, dtype=torch.float32)
+        return EmbedOnceClassifier(tuned_layers=0).fit_head(f[:, 0], f[:, 1:], y.tolist())
+
+    fitted = head(x)
+    z = (x - x.mean(0)) / x.std(0, ddof=1)
     ref = LogisticRegression(C=1e6, class_weight="balanced", max_iter=2000).fit(z, y)
+    w = fitted.head_weight_.numpy()
     assert np.all(w >= 0)
-    assert w[:2] == pytest.approx(ref.coef_[0][:2], rel=0.05)  # the unconstrained optimum is >= 0
-    _, _, w_neg, _ = fit_monotone_head(-x, y)  # every feature now lowers p: weights pinned at 0
-    assert np.all(w_neg >= 0) and w_neg[:2] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert w[:2] == pytest.approx(ref.coef_[0][:2], rel=0.1)  # the unconstrained optimum is >= 0
+    w_neg = head(-x).head_weight_.numpy()  # every feature now lowers p: weights pushed to 0
+    assert np.all(w_neg >= 0) and np.all(w_neg[:2] < 0.05 * w[:2])
 
 
 def test_config_groups_compose():

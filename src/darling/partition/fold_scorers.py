@@ -6,12 +6,11 @@ Each scorer fits a fresh model on a fold's training rows and scores its validati
   ``NgramOverlapClassifier(n=4)``); parameter-free, so nothing is fitted (ROC-AUC ignores the
   threshold);
 - ``cosine``: cosine of frozen chunk-pooled MiniLM embeddings (untrained);
-- ``frozen_head``: the embed-once head on frozen MiniLM, i.e. ``p = sigmoid(w . (f - mu) / sigma +
-  b)``, ``w >= 0``, over ``f = [cos, J_1, J_2, J_3, length ratio, J_cap]``, fitted per fold by
-  class-balanced logistic regression (L-BFGS-B with the bound ``w >= 0``; the classifier itself
-  reaches the same constraint through ``w = softplus(v)``). The embeddings are computed once for
-  all folds: ``EmbedOnceClassifier.fit`` would re-embed the training texts on every fold (about
-  9 minutes per fold on one core);
+- ``frozen_head``: the embed-once classifier's own head on frozen MiniLM
+  (``EmbedOnceClassifier.fit_head`` / ``head_proba``: ``p = sigmoid(w . (f - mu) / sigma + b)``,
+  ``w >= 0``, over ``f = [cos, J_1, J_2, J_3, length ratio, J_cap]``, class-weighted), fitted per
+  fold. The embeddings are computed once for all folds: ``EmbedOnceClassifier.fit`` would
+  re-embed the training texts on every fold (about 9 minutes per fold on one core);
 - ``finetuned``: ``EmbedOnceClassifier(**params)`` fitted per fold (the shipped recipe);
 - ``cross_encoder``: ``CrossEncoderClassifier(**params)`` fitted per fold.
 
@@ -33,38 +32,6 @@ from darling.partition.pairs_data import PairRow
 CHEAP_BACKENDS = ("jaccard", "ngram", "cosine", "frozen_head")
 TUNED_BACKENDS = ("finetuned", "cross_encoder")
 BACKENDS = CHEAP_BACKENDS + TUNED_BACKENDS
-
-
-def fit_monotone_head(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Class-balanced logistic regression with non-negative weights on standardised features.
-
-    Minimises ``sum_k c_k BCE(w . x_k + b, y_k) / sum_k c_k`` over ``w >= 0`` and ``b``, with
-    ``x = (f - mu) / sigma`` and ``c_k = n / (2 n_{y_k})``. ``features`` has shape ``(n, F)``.
-    Returns ``(mu, sigma, w, b)``.
-    """
-    from scipy.optimize import minimize
-    from scipy.special import expit
-
-    y = np.asarray(labels, dtype=np.float64)
-    n_pos = y.sum()
-    if n_pos == 0 or n_pos == len(y):
-        raise ValueError("the head needs both equivalent (1) and non-equivalent (0) pairs")
-    weight = np.where(y > 0, len(y) / (2 * n_pos), len(y) / (2 * (len(y) - n_pos)))
-    mu, sigma = features.mean(0), np.maximum(features.std(0, ddof=1), 1e-6)
-    x = (features - mu) / sigma
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        z = x @ theta[:-1] + theta[-1]
-        # BCE with logits: log(1 + e^z) - y z, stable form; gradient (sigmoid(z) - y)
-        per = np.logaddexp(0.0, z) - y * z
-        residual = weight * (expit(z) - y) / weight.sum()
-        return float((weight * per).sum() / weight.sum()), np.append(x.T @ residual,
-                                                                     residual.sum())
-
-    bounds = [(0.0, None)] * x.shape[1] + [(None, None)]
-    theta = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B",
-                     bounds=bounds).x
-    return mu, sigma, theta[:-1], float(theta[-1])
 
 
 class _FrozenFeatures:
@@ -126,12 +93,16 @@ def build_scorers(
         return _with_short_answer_rule([rows[i] for i in val], frozen.features()[list(val), 0])
 
     def frozen_head(train, val):
-        feats = frozen.features()
-        mu, sigma, w, b = fit_monotone_head(feats[list(train)], labels(train))
-        from scipy.special import expit
+        import torch
 
-        z = ((feats[list(val)] - mu) / sigma) @ w + b
-        return _with_short_answer_rule([rows[i] for i in val], expit(z))
+        from darling.partition.embed_once import EmbedOnceClassifier
+
+        feats = torch.as_tensor(frozen.features(), dtype=torch.float32)
+        train, val = list(train), list(val)
+        head = EmbedOnceClassifier(encoder=encoder, tuned_layers=0).fit_head(
+            feats[train, 0], feats[train, 1:], labels(train).tolist())
+        scores = head.head_proba(feats[val, 0], feats[val, 1:])
+        return _with_short_answer_rule([rows[i] for i in val], scores)
 
     def tuned(make):
         return lambda train, val: make().fit(pairs(train), labels(train).tolist()).predict_proba(
