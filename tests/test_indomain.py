@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from darling.partition.mining import MinedPair, mine_pairs
 from darling.quality.judge import JudgeQuality
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
+from .chat_server import chat_server
 from .test_folds import build_tiny_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,37 +98,23 @@ def test_math_verifier_labels():
     assert verifier_label("a", "b", PromptRow(id="o", prompt="Poem?", kind="open")) is None
 
 
-class _PairJudge(BaseHTTPRequestHandler):
-    """YES when both responses mention 'cat', 'fail' makes every call a 500, else NO."""
+JUDGED: list[str] = []
+"""Contents the ``judge_url`` stand-in was asked about, in order."""
 
-    calls: list[str] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
-        content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))[
-            "messages"][0]["content"]
-        self.calls.append(content)
-        if "fail" in content:
-            self.send_response(500)
-            self.end_headers()
-            return
-        reply = "YES" if content.count("cat") >= 2 else "No."
-        payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def _pair_reply(content: str) -> str | None:
+    """Fails on any pair mentioning 'fail'; YES when 'cat' appears in both responses."""
+    JUDGED.append(content)
+    if "fail" in content:
+        return None
+    return "YES" if content.count("cat") >= 2 else "No."
 
 
 @pytest.fixture
 def judge_url():
-    server = HTTPServer(("127.0.0.1", 0), _PairJudge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _PairJudge.calls = []
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    JUDGED.clear()
+    with chat_server(_pair_reply) as url:
+        yield url
 
 
 TEMPLATE = "Q: {prompt}\nA: {response_a}\nB: {response_b}\nSame?"
@@ -141,11 +126,11 @@ def test_judge_labels_failures_are_missing_and_cache_is_used(judge_url, tmp_path
     pairs = [("a cat", "the cat"), ("a dog", "a fish"), ("fail", "fail too")]
     judge = PairJudge(client, TEMPLATE, LabelCache(tmp_path / "cache.jsonl"))
     assert judge(["pets?"] * 3, pairs) == [1, 0, None]  # a failed call is missing, never 0
-    assert len(_PairJudge.calls) == 1 + 1 + 2  # the failing pair was retried
-    _PairJudge.calls = []
+    assert len(JUDGED) == 1 + 1 + 2  # the failing pair was retried
+    JUDGED.clear()
     again = PairJudge(client, TEMPLATE, LabelCache(tmp_path / "cache.jsonl"))
     assert again(["pets?"] * 3, [(b, a) for a, b in pairs]) == [1, 0, None]  # either order
-    assert _PairJudge.calls == ["Q: pets?\nA: fail too\nB: fail\nSame?"] * 2  # only the failed one
+    assert JUDGED == ["Q: pets?\nA: fail too\nB: fail\nSame?"] * 2  # only the failed one
     assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 2
 
 
@@ -232,23 +217,6 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     assert f"in-domain pairs from the rollouts of {run}" in card and "human pairs" in card
 
 
-class _ParityJudge(BaseHTTPRequestHandler):
-    """A judge stand-in for random-model text: YES when the prompt content has even length."""
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))[
-            "messages"][0]["content"]
-        reply = "YES" if len(content) % 2 == 0 else "NO"
-        payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.slow
 def test_tiny_training_run_to_in_domain_classifier(tmp_path, tiny_encoder):
     """train.py on the tiny model (answer-set task, so the log holds real rows), then
@@ -267,22 +235,19 @@ def test_tiny_training_run_to_in_domain_classifier(tmp_path, tiny_encoder):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((run / "rollouts").glob("*.jsonl"))
-    server = HTTPServer(("127.0.0.1", 0), _ParityJudge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    # a judge stand-in for random-model text: YES when the prompt content has even length
+    with chat_server(lambda content: "YES" if len(content) % 2 == 0 else "NO") as judge:
         out = subprocess.run(
             [sys.executable, "train_classifier.py", "data=rollouts", f"data.run={run}",
              f"data.path={write_human(tmp_path / 'human.jsonl')}", "data.max_pairs=16",
              "data.val_fraction=0.3",
-             f"data.judge.base_url=http://127.0.0.1:{server.server_port}/v1",
+             f"data.judge.base_url={judge}",
              "data.judge.model=stand-in", "data.judge.api_key_env=null",
              f"classifier.encoder={tiny_encoder}", "classifier.tuned_layers=0",
              "classifier.max_length=64", f"baseline_encoder={tiny_encoder}",
              f"hydra.run.dir={tmp_path / 'h'}"],
             cwd=ROOT, capture_output=True, text=True, timeout=600,
         )
-    finally:
-        server.shutdown()
     assert out.returncode == 0, out.stderr[-3000:]
     load_classifier(run / "classifier")
     card = (run / "classifier" / "MODEL_CARD.md").read_text()

@@ -16,45 +16,29 @@ from darling.quality import (
     score_quality,
 )
 from darling.quality.judge import parse_score
+from tests.chat_server import chat_server
+
+JUDGE_CALLS: dict[str, int] = {}
+"""Requests per kind of completion text seen by the ``judge_url`` stand-in."""
 
 
-class _Judge(BaseHTTPRequestHandler):
-    """Replies by the completion text: 'flaky' fails once then scores 7, 'garbage' never holds a
-    score, 'slow' answers after the client's timeout, anything else scores 9."""
-
-    calls: dict[str, int] = {}
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        content = body["messages"][0]["content"]
-        kind = next((k for k in ("flaky", "garbage", "slow") if k in content), "ok")
-        self.calls[kind] = self.calls.get(kind, 0) + 1
-        if kind == "flaky" and self.calls[kind] == 1:
-            self.send_response(500)
-            self.end_headers()
-            return
-        if kind == "slow":
-            threading.Event().wait(0.5)
-        reply = {"ok": "9", "flaky": "Score: 7", "garbage": "I cannot rate this.", "slow": "5"}
-        payload = json.dumps({"choices": [{"message": {"content": reply[kind]}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def _judge_reply(content: str) -> str | None:
+    """By the completion text: 'flaky' fails once then scores 7, 'garbage' never holds a score,
+    'slow' answers after the client's timeout, anything else scores 9."""
+    kind = next((k for k in ("flaky", "garbage", "slow") if k in content), "ok")
+    JUDGE_CALLS[kind] = JUDGE_CALLS.get(kind, 0) + 1
+    if kind == "flaky" and JUDGE_CALLS[kind] == 1:
+        return None
+    if kind == "slow":
+        threading.Event().wait(0.5)
+    return {"ok": "9", "flaky": "Score: 7", "garbage": "I cannot rate this.", "slow": "5"}[kind]
 
 
 @pytest.fixture
 def judge_url():
-    server = HTTPServer(("127.0.0.1", 0), _Judge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Judge.calls = {}
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    JUDGE_CALLS.clear()
+    with chat_server(_judge_reply) as url:
+        yield url
 
 
 def test_judge_retries_then_reports_failures(judge_url, monkeypatch):
@@ -63,7 +47,7 @@ def test_judge_retries_then_reports_failures(judge_url, monkeypatch):
                          retries=2, backoff_s=0.01, max_workers=1)
     scores = judge(["p"] * 4, ["fine", "flaky", "garbage", "slow"], [None] * 4)
     assert scores == [9.0, 7.0, None, None]
-    assert _Judge.calls["garbage"] == 2  # bounded retries
+    assert JUDGE_CALLS["garbage"] == 2  # bounded retries
     assert "secret" not in repr(vars(judge))  # the key is read at call time, never stored
 
 
