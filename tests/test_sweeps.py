@@ -55,3 +55,14 @@ def test_run_experiment_trains_evaluates_compares_and_continues(tmp_path):
 
     run()  # the same command again: runs end at once, evaluations are not redone
     assert evaluated == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/eval-k4/metrics.json")}
+
+
+def test_pilot_rule_takes_the_first_candidate_that_falls_by_a_third():
+    sys.path.insert(0, str(ROOT / "sweeps"))
+    try:
+        from pilot import choose
+    finally:
+        sys.path.pop(0)
+    results = [{"n": 8, "fall": 0.2}, {"n": 8, "fall": 0.4}, {"n": 16, "fall": 0.6}]
+    assert choose(results) == (results[1], True)  # cheapest that meets 1/3, not the largest
+    assert choose([{"fall": 0.1}, {"fall": 0.3}]) == ({"fall": 0.3}, False)  # none: largest fall
