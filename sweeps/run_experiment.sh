@@ -6,11 +6,14 @@
 #   bash sweeps/run_experiment.sh                    # the study (about 2.5 hours on 2 CPU cores)
 #   bash sweeps/run_experiment.sh model=tiny trainer.max_steps=1 rollout.max_new_tokens=4 \
 #        classifier=answer                           # a smoke test of the pipeline
+# CONFIG=<name> runs another sweep of sweeps/ the same way (CONFIG=study2: study 2 of
+# docs/results.md, with EXPERIMENT_DIR=multirun/study2 EVAL_K=32).
 # Re-running the same command continues: runs resume their last checkpoint (ckpt_path=auto; a
 # finished run ends at once) and evaluations whose metrics.json exists are not redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+CONFIG=${CONFIG:-experiment}
 OUT=${EXPERIMENT_DIR:-multirun/experiment}
 EVAL_K=${EVAL_K:-16}
 
@@ -24,7 +27,7 @@ for arg in "$@"; do
   esac
 done
 
-"$PY" train.py -m --config-dir sweeps --config-name experiment "hydra.sweep.dir=$OUT" \
+"$PY" train.py -m --config-dir sweeps --config-name "$CONFIG" "hydra.sweep.dir=$OUT" \
   ckpt_path=auto "${train_args[@]}"
 for run in "$OUT"/*/; do
   [ -f "$run/config.yaml" ] || continue

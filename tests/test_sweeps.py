@@ -66,3 +66,14 @@ def test_pilot_rule_takes_the_first_candidate_that_falls_by_a_third():
     results = [{"n": 8, "fall": 0.2}, {"n": 8, "fall": 0.4}, {"n": 16, "fall": 0.6}]
     assert choose(results) == (results[1], True)  # cheapest that meets 1/3, not the largest
     assert choose([{"fall": 0.1}, {"fall": 0.3}]) == ({"fall": 0.3}, False)  # none: largest fall
+
+
+def test_study2_sweep_is_the_preregistered_design():
+    cfg = _hydra_cfg("study2")
+    assert "reward: grpo,darling,darling_answer" in cfg and "seed: 0,1,2,3,4,5" in cfg
+    out = subprocess.run(
+        [sys.executable, "train.py", "--config-dir", "sweeps", "--config-name", "study2",
+         "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = out.stdout
+    assert "n_per_prompt: 8" in job and "lr: 0.0005" in job and "max_steps: 80" in job
