@@ -1,6 +1,7 @@
 """Training on the tiny model: parameters move, resume is exact, bad input fails clearly."""
 
 import csv
+import re
 import subprocess
 import sys
 import zipfile
@@ -197,7 +198,9 @@ def test_wandb_offline_run_resumes_its_run_with_config_and_tags(compose_cfg, tmp
     train(compose_cfg(*TINY, "logger=wandb", "trainer.max_steps=2", "ckpt_path=last"), run)
     runs = sorted(run.rglob("offline-run-*"))
     expected = wandb_run_id(run, "tiny-darling-w1.0-seed0")
-    assert len(runs) == 2 and all(p.name.endswith(expected) for p in runs), runs
+    # offline-run-<time>-<id>, with a "-1" suffix when both runs started in the same second
+    pattern = rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(expected)}(-\d+)?"
+    assert len(runs) == 2 and all(re.fullmatch(pattern, p.name) for p in runs), runs
     logged = (runs[-1] / f"run-{expected}.wandb").read_bytes()  # offline: one binary log
     assert b"n_per_prompt" in logged and b"diversity_weight" in logged  # the resolved config
     assert b"reward=darling" in logged and b"w=1.0" in logged  # the arm's tags
