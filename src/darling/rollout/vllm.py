@@ -44,10 +44,15 @@ from typing import Any
 
 import torch
 
+from darling.models.loading import DTYPES
 from darling.models.merged import merged_weights
-from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
-
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+from darling.rollout.base import (
+    RolloutEngine,
+    Rollouts,
+    SamplingSpec,
+    assemble_rollouts,
+    eos_ids,
+)
 
 
 class VLLMRollout(RolloutEngine):
@@ -134,7 +139,8 @@ class VLLMRollout(RolloutEngine):
             self.llm.sleep(level=2)
             self._asleep = {"weights", "kv_cache"}
         responses = [[list(c.token_ids) for c in out.outputs] for out in outputs]
-        return assemble_rollouts(prompt_ids, responses, group_ids, tok, [tok.eos_token_id])
+        return assemble_rollouts(prompt_ids, responses, group_ids, tok,
+                                 eos_ids(self.model, tok))
 
     @torch.no_grad()
     def sync(self) -> None:
