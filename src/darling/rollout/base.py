@@ -107,6 +107,16 @@ class RolloutEngine:
         """Push updated policy weights to the engine (no-op when it samples from the policy)."""
 
 
+def eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+    """Every token that ends a response: the model's ``generation_config.eos_token_id`` (one id
+    or a list, e.g. Llama-3's end-of-turn and end-of-text) and the tokenizer's EOS. Both engines
+    stop there, so the response mask ends there too."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = list(eos) if isinstance(eos, list) else [eos]
+    ids.append(tokenizer.eos_token_id)
+    return sorted({int(i) for i in ids if i is not None})
+
+
 def response_mask_from_eos(response_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
     """1 on every response position up to and including the first EOS token, else 0.
 

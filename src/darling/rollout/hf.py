@@ -22,7 +22,13 @@ from collections.abc import Hashable, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from darling.rollout.base import RolloutEngine, Rollouts, SamplingSpec, assemble_rollouts
+from darling.rollout.base import (
+    RolloutEngine,
+    Rollouts,
+    SamplingSpec,
+    assemble_rollouts,
+    eos_ids,
+)
 
 
 class HFRollout(RolloutEngine):
@@ -42,7 +48,7 @@ class HFRollout(RolloutEngine):
         device = next(self.model.parameters()).device
         prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         rows = [(p, i) for p in range(len(prompts)) for i in range(n)]  # (prompt, sample)
-        eos = _eos_ids(self.model, tok)
+        eos = eos_ids(self.model, tok)
         config = sampling_generation_config(self.sampling.max_new_tokens, tok.pad_token_id, eos)
         was_training = self.model.training
         self.model.eval()
@@ -145,10 +151,3 @@ def _left_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tenso
     ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in sequences])
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
     return ids, mask
-
-
-def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = list(eos) if isinstance(eos, list) else [eos]
-    ids.append(tokenizer.eos_token_id)
-    return sorted({int(i) for i in ids if i is not None})
