@@ -46,6 +46,21 @@ def test_groups_do_not_depend_on_batching(tiny):
     assert len(set(together.texts)) > 2  # a random model at T=1 gives different samples
 
 
+def test_each_prompt_is_prefilled_once_and_samples_are_unchanged(tiny, monkeypatch):
+    prompts = _prompts(tiny)
+    embed = tiny[0].get_input_embeddings()
+    seen = []
+    handle = embed.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    try:
+        shared = _engine(tiny).generate(prompts, [0, 1], seeds=[100, 200])
+    finally:
+        handle.remove()
+    width = max(len(tiny[1](p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    assert seen[:2] == [(2, width - 1), (8, 1)]  # 2 distinct prompts once, then the 8 rows
+    monkeypatch.setattr(hf, "shared_prefill", lambda *args: {})
+    assert _engine(tiny).generate(prompts, [0, 1], seeds=[100, 200]).texts == shared.texts
+
+
 def test_seeds_decide_the_samples(tiny):
     prompts = _prompts(tiny)
     a = _engine(tiny).generate(prompts, [0, 1], seeds=[1, 2]).texts

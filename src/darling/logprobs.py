@@ -3,6 +3,8 @@ float32 ``log_softmax``."""
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 POSITIONS_PER_CHUNK = 256
@@ -31,17 +33,93 @@ def response_logprobs(
     positions of one sequence at a time in forward and backward (``_ChosenLogprob``), so beside the
     logits and their gradient at most ``(chunk, V)`` float32 values exist at once, instead of the
     ``(B, T, V)`` float32 log-softmax (and its copies) kept for the backward.
+
+    Compute: rows with the same prompt columns (the ``n`` rollouts of a group) share one forward
+    of that prompt (``shared_prompt_logits``), so a step runs ``U P + B T`` token positions
+    through the model instead of ``B (P + T)`` for ``U`` distinct prompts. The values equal the
+    one-pass forward up to float rounding, and so do the gradients, which reach the prompt's
+    keys and values from every row that shares it. Models that cannot return a key-value cache
+    here (activation checkpointing turns it off in training) take the one-pass forward.
     """
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    keep = input_ids.shape[1] - response_start + 1
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=keep,
-    ).logits  # (B, T + 1, V) (or (B, P + T, V) for a model that ignores logits_to_keep)
     targets = input_ids[:, response_start:]  # (B, T)
+    logits = shared_prompt_logits(model, input_ids, attention_mask, position_ids, response_start)
+    if logits is None:
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=targets.shape[1] + 1,
+        ).logits  # (B, T + 1, V) (or (B, P + T, V) for a model that ignores logits_to_keep)
     return _ChosenLogprob.apply(logits, targets, temperature, chunk)
+
+
+def shared_prompt_logits(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    response_start: int,
+) -> torch.Tensor | None:
+    """Logits at the ``T + 1`` last positions, ``(B, T + 1, V)``, with each distinct prompt run
+    through the model once.
+
+    The ``U`` distinct rows of ``input_ids[:, :P]`` (with their mask) are encoded once with a
+    key-value cache; the cache is gathered to the ``B`` rows (``inverse``, shape ``(B,)``), and the
+    ``T`` response tokens attend to it. Position ``P - 1`` (the last prompt token, which predicts
+    the first response token) comes from the prompt pass, positions ``P .. P + T - 1`` from the
+    response pass. Returns None when no two rows share a prompt, when the prompt is empty, or when
+    the model returns no cache (activation checkpointing in training mode).
+    """
+    start = response_start
+    if start == 0 or model.training and _checkpointing(model):
+        return None
+    prompts, inverse = torch.unique(
+        torch.cat([input_ids[:, :start], attention_mask[:, :start].to(input_ids.dtype)], dim=1),
+        dim=0, return_inverse=True,
+    )
+    if len(prompts) == len(input_ids):
+        return None
+    prompt_ids, prompt_mask = prompts[:, :start], prompts[:, start:].to(attention_mask.dtype)
+    head = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=(prompt_mask.long().cumsum(-1) - 1).clamp_min(0),
+        use_cache=True,
+        logits_to_keep=1,
+    )  # logits (U, 1, V)
+    cache = head.get("cache", head.get("past_key_values"))
+    if cache is None:
+        return None
+    cache.batch_select_indices(inverse)
+    tail = model(
+        input_ids=input_ids[:, start:],
+        attention_mask=attention_mask,
+        position_ids=position_ids[:, start:],
+        use_cache=True,
+        **{cache_argument(model): cache},
+    ).logits  # (B, T, V)
+    return torch.cat([head.logits[inverse], tail], dim=1)
+
+
+def _base(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _checkpointing(model: torch.nn.Module) -> bool:
+    """Whether activation checkpointing is on (transformers >= 5.24 renamed the attribute)."""
+    base = _base(model)
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(base), name):
+            return bool(getattr(base, name))
+    return False
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The forward's key-value cache argument: ``cache`` (transformers >= 5.24) or
+    ``past_key_values`` (before)."""
+    forward = inspect.signature(_base(model).forward).parameters
+    return "cache" if "cache" in forward else "past_key_values"
 
 
 class _ChosenLogprob(torch.autograd.Function):

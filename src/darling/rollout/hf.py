@@ -8,6 +8,10 @@ rule vLLM applies to a seeded request), and hands ``generate`` scores under whic
 picks exactly that token. A group's rollouts therefore depend on its seed and its prompt only,
 not on which other prompts share the batch, the chunk size, or the process.
 
+Each distinct prompt of a chunk is encoded once (``shared_prefill``): its key-value cache is
+gathered to the prompt's ``n`` rows before ``generate`` runs, which then computes only the last
+prompt token and the new ones.
+
 The generation config is built from the rollout spec alone, with every logits processor neutral,
 so nothing of the model's own ``generation_config`` (repetition penalty, ``min_p``, ...) changes
 the distribution: rollouts are sampled from ``softmax(logits / temperature)`` (top-p filtered when
@@ -22,6 +26,7 @@ from collections.abc import Hashable, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from darling.logprobs import cache_argument
 from darling.rollout.base import (
     RolloutEngine,
     Rollouts,
@@ -59,17 +64,48 @@ class HFRollout(RolloutEngine):
             sampler = SeededSampler(
                 [seeds[p] + i for p, i in chunk], self.sampling.temperature, self.sampling.top_p
             )
+            ids, mask = ids.to(device), mask.to(device)
             with neutral_generation_config(self.model, config):
                 out = self.model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
+                    input_ids=ids,
+                    attention_mask=mask,
                     generation_config=config,
                     logits_processor=LogitsProcessorList([sampler]),
+                    **shared_prefill(self.model, ids, mask, [p for p, _ in chunk]),
                 )  # (len(chunk), width + T)
             samples += out[:, ids.shape[1] :].cpu().tolist()
         self.model.train(was_training)
         responses = [samples[p * n : (p + 1) * n] for p in range(len(prompts))]
         return assemble_rollouts(prompt_ids, responses, group_ids, tok, eos)
+
+
+def shared_prefill(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, prompt_of_row: Sequence[int]
+) -> dict[str, object]:
+    """``generate`` keyword arguments that hand it the key-value cache of ``ids[:, :-1]`` with
+    each distinct prompt encoded once: rows ``b`` with equal ``prompt_of_row[b]`` share it (the
+    ``n`` samples of a prompt). ``ids``, ``mask``: ``(B, W)`` left-padded. ``generate`` then runs
+    only the last prompt token and the new ones, so a chunk's prefill costs ``U (W - 1)`` token
+    positions instead of ``B (W - 1)`` for ``U`` distinct prompts. Empty (plain ``generate``)
+    when every row has its own prompt or the prompt is a single token."""
+    if ids.shape[1] < 2 or len(set(prompt_of_row)) == len(prompt_of_row):
+        return {}
+    distinct = list(dict.fromkeys(prompt_of_row))
+    first = torch.tensor([list(prompt_of_row).index(p) for p in distinct], device=ids.device)
+    inverse = torch.tensor([distinct.index(p) for p in prompt_of_row], device=ids.device)
+    prefix_mask = mask[first, :-1]
+    out = model(
+        input_ids=ids[first, :-1],
+        attention_mask=prefix_mask,
+        position_ids=(prefix_mask.long().cumsum(-1) - 1).clamp_min(0),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = out.get("cache", out.get("past_key_values"))
+    if cache is None:
+        return {}
+    cache.batch_select_indices(inverse)
+    return {cache_argument(model): cache}
 
 
 class SeededSampler(LogitsProcessor):
