@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -66,10 +67,21 @@ def pair_judge(judge_cfg: DictConfig):
     return PairJudge(client, prompt.read_text(), cache)
 
 
-def rollout_pairs(data: DictConfig) -> tuple[list[PairRow], dict]:
-    """Mine, label and count the in-domain pairs of run ``data.run``."""
+@dataclass
+class InDomain:
+    """The in-domain pairs of a run and what was held out of them."""
+
+    rows: list[PairRow]
+    counts: dict
+    heldout_records: list[dict]  # rollouts of the held-out categories (never mined)
+    prompts: dict  # prompt id -> PromptRow
+
+
+def rollout_pairs(data: DictConfig) -> InDomain:
+    """Mine, label and count the in-domain pairs of run ``data.run``, leaving out the rollouts
+    of ``data.holdout_categories`` (a share of the run's prompt categories)."""
     from darling.partition.labelling import label_pairs, verifier_key
-    from darling.partition.mining import class_key, mine_pairs
+    from darling.partition.mining import class_key, heldout_categories, mine_pairs
     from darling.tasks.prompts import builtin_path, load_prompts
 
     run_dir = Path(to_absolute_path(data.run))
@@ -79,28 +91,84 @@ def rollout_pairs(data: DictConfig) -> tuple[list[PairRow], dict]:
     prompt_path = OmegaConf.load(run_dir / "config.yaml").data.train_path or builtin_path("train")
     prompts = {row.id: row for row in load_prompts(prompt_path)}
     records = read_rollouts(run_dir)
+    if data.holdout_categories and any(row.kind == "open" for row in prompts.values()):
+        raise ValueError(f"data.holdout_categories={data.holdout_categories}: measuring on "
+                         f"held-out categories needs verifiable prompts; {prompt_path} is open")
+
+    def category(record: dict) -> str:
+        row = prompts.get(str(record.get("prompt_id")))
+        return row.category if row is not None and row.category else str(record.get("prompt_id"))
+
+    held_out = heldout_categories([category(r) for r in records], data.holdout_categories,
+                                  data.seed)
 
     def key(record: dict):
         row = prompts.get(str(record.get("prompt_id")))
         answer = verifier_key(record["response"], row) if row is not None else None
         return answer if answer is not None else class_key(record)
 
-    mined = mine_pairs(records, data.max_pairs, data.seed, key=key)
+    mined_from = [r for r in records if category(r) not in held_out]
+    mined = mine_pairs(mined_from, data.max_pairs, data.seed, key=key)
     rows, counts = label_pairs(mined, prompts, pair_judge(data.judge), source=data.run)
-    return rows, {**counts, "rollouts": len(records), "prompts": str(prompt_path)}
+    counts = {**counts, "rollouts": len(mined_from), "prompts": str(prompt_path),
+              "heldout_categories": sorted(held_out)}
+    return InDomain(rows, counts, [r for r in records if category(r) in held_out], prompts)
 
 
-def load_data(data: DictConfig) -> tuple[list[PairRow], str, dict | None]:
-    """``(rows, description for the model card, in-domain counts or None)``."""
+def load_data(data: DictConfig) -> tuple[list[PairRow], str, InDomain | None]:
+    """``(rows, description for the model card, the in-domain pairs or None)``."""
     human = load_pairs(to_absolute_path(data.path)) if data.path else []
     if data.source == "human":
         return human, data.path, None
-    rows, counts = rollout_pairs(data)
-    if not rows:
-        raise ValueError(f"no labelled pairs from {data.run}: {counts}")
-    description = (f"{len(rows)} in-domain pairs from the rollouts of {data.run}"
+    in_domain = rollout_pairs(data)
+    if not in_domain.rows:
+        raise ValueError(f"no labelled pairs from {data.run}: {in_domain.counts}")
+    description = (f"{len(in_domain.rows)} in-domain pairs from the rollouts of {data.run}"
                    + (f" + {len(human)} human pairs from {data.path}" if human else ""))
-    return human + rows, description, counts
+    return human + in_domain.rows, description, in_domain
+
+
+def heldout_agreement(classifier, in_domain: InDomain, max_groups: int, seed: int) -> dict:
+    """False split and false merge of ``classifier``'s classes on groups of the held-out
+    categories, against the verifier's answers (``darling.partition.agreement``): pairs of
+    correct rollouts on answer-set prompts, pairs of rollouts with a final answer on
+    ground-truth prompts. At most ``max_groups`` groups, a seeded sample."""
+    import random
+    from collections import defaultdict
+
+    from darling.partition.agreement import class_agreement
+    from darling.partition.labelling import verifier_key
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for record in in_domain.heldout_records:
+        groups[(int(record["step"]), str(record["group_id"]))].append(record)
+    keys = sorted(groups)
+    if len(keys) > max_groups:
+        keys = sorted(random.Random(seed).sample(keys, max_groups))
+    members = [(k, r) for k in keys for r in groups[k]]
+    labels, _ = classifier.labels([r["response"] for _, r in members], [k for k, _ in members],
+                                  [in_domain.prompts[str(r["prompt_id"])] for _, r in members])
+    answered: dict[tuple, list] = defaultdict(list)
+    for (k, record), label in zip(members, labels, strict=True):
+        row = in_domain.prompts[str(record["prompt_id"])]
+        answer = verifier_key(record["response"], row)
+        if answer is not None and (row.kind != "answers" or answer[0] == "answer"):
+            answered[k].append((answer, int(label)))
+    return {**class_agreement(answered.values()), "groups": float(len(keys))}
+
+
+def heldout_section(results: dict[str, dict], categories: list[str]) -> str:
+    """Model-card section (and log table) of ``heldout_agreement`` per classifier."""
+    first = next(iter(results.values()))
+    lines = ["## Held-out categories", "",
+             f"Rollouts of {len(categories)} categories kept out of mining "
+             f"({', '.join(categories)}): {first['groups']:.0f} groups, "
+             f"{first['same_pairs']:.0f} pairs with the same answer, "
+             f"{first['different_pairs']:.0f} with different answers.", "",
+             "| classifier | false split | false merge |", "|---|---|---|"]
+    lines += [f"| {name} | {r['false_split']:.3f} | {r['false_merge']:.3f} |"
+              for name, r in results.items()]
+    return "\n".join(lines + [""])
 
 
 def fold_report(rows: list[PairRow], cfg: DictConfig) -> str:
@@ -148,9 +216,9 @@ def card_section(counts: dict, data: DictConfig) -> str:
 @hydra.main(config_path="conf/train_classifier", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
-    rows, description, counts = load_data(cfg.data)
-    if counts is not None:
-        log.info("in-domain pairs: %s", json.dumps(counts))
+    rows, description, in_domain = load_data(cfg.data)
+    if in_domain is not None:
+        log.info("in-domain pairs: %s", json.dumps(in_domain.counts))
     if cfg.folds.enabled:
         log.info("fold ROC-AUC (%s):\n%s", description, fold_report(rows, cfg))
     if not cfg.train:
@@ -162,9 +230,21 @@ def main(cfg: DictConfig) -> None:
     command = " ".join(["python train_classifier.py", *sys.argv[1:]])
     out = save_with_card(classifier, report, to_absolute_path(cfg.output_dir), command,
                          data=description)
-    if counts is not None:
+    if in_domain is not None:
+        sections = [card_section(in_domain.counts, cfg.data)]
+        if in_domain.heldout_records:
+            from darling.partition import load_default_classifier
+
+            results = {
+                name: heldout_agreement(clf, in_domain, cfg.data.holdout_max_groups, cfg.seed)
+                for name, clf in (("this classifier", classifier),
+                                  ("shipped default", load_default_classifier()))
+            }
+            (out / "heldout.json").write_text(json.dumps(results, indent=1) + "\n")
+            sections.append(heldout_section(results, in_domain.counts["heldout_categories"]))
+            log.info("held-out categories:\n%s", sections[-1])
         with (out / "MODEL_CARD.md").open("a") as card:
-            card.write("\n" + card_section(counts, cfg.data))
+            card.write("\n" + "\n".join(sections))
     log.info("validation: %s", json.dumps(report["val"], indent=1))
     log.info("baselines: %s", json.dumps(report["baselines"], indent=1))
     log.info("saved to %s", out)

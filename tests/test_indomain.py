@@ -17,7 +17,7 @@ from darling.partition.labelling import (
     parse_verdict,
     verifier_label,
 )
-from darling.partition.mining import MinedPair, mine_pairs
+from darling.partition.mining import MinedPair, heldout_categories, mine_pairs
 from darling.quality.judge import JudgeQuality
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
@@ -202,11 +202,15 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
          "folds.enabled=true", "folds.backends=[jaccard,ngram]",
          f"classifier.encoder={tiny_encoder}", "classifier.tuned_layers=0",
          "classifier.max_length=64", f"baseline_encoder={tiny_encoder}",
-         f"hydra.run.dir={tmp_path / 'h'}"],
+         "data.holdout_categories=0.5", f"hydra.run.dir={tmp_path / 'h'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
+    heldout = json.loads((run / "classifier" / "heldout.json").read_text())
+    assert set(heldout) == {"this classifier", "shipped default"}
+    assert heldout["shipped default"]["groups"] == 2  # one of the two categories: 2 prompts
+    assert heldout["shipped default"]["same_pairs"] == 2 * 4  # a, a., It is a; b, Surely b
     # human pairs only are validated (one source here: no source fold); rollout pairs train
     assert "| labeller/ann | 10 |" in log and "| labeller/bo | 10 |" in log
     assert "source/" not in log and "labeller/verifier" not in log
@@ -214,7 +218,38 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     assert clf.predict_proba([("Mars and more words here", "Venus and other words")]).shape == (1,)
     card = (run / "classifier" / "MODEL_CARD.md").read_text()
     assert "## In-domain pairs" in card and "labelled by the task's verifier" in card
+    assert "## Held-out categories" in card and "| shipped default |" in card
     assert f"in-domain pairs from the rollouts of {run}" in card and "human pairs" in card
+
+
+def test_heldout_categories_are_seeded_and_bounded():
+    cats = [f"c{k}" for k in range(9)] * 2
+    held = heldout_categories(cats, 1 / 3, seed=0)
+    assert len(held) == 3 and held == heldout_categories(cats, 1 / 3, seed=0)
+    assert held != heldout_categories(cats, 1 / 3, seed=1)
+    assert heldout_categories(cats, 0.0, 0) == set()
+    assert len(heldout_categories(cats, 0.99, 0)) == 8  # never every category
+    with pytest.raises(ValueError, match="holdout_categories"):
+        heldout_categories(cats, 1.0, 0)
+    with pytest.raises(ValueError, match="two categories"):
+        heldout_categories(["only"], 0.5, 0)
+
+
+@pytest.mark.parametrize("partition, split", [("exact", 1.0), ("answer_set", 0.0)])
+def test_heldout_agreement_against_the_verifier(tmp_path, partition, split):
+    """On write_run's groups: exact-text classes split every same-answer pair of correct
+    rollouts, answer-set classes none; neither merges different answers."""
+    from train_classifier import InDomain, heldout_agreement, read_rollouts
+
+    from darling.partition.keyed import AnswerSetPartition, ExactTextPartition
+
+    write_run(tmp_path / "run")
+    records = read_rollouts(tmp_path / "run")
+    prompts = {row.id: row for row in load_prompts(builtin_path("train"))}
+    classifier = {"exact": ExactTextPartition, "answer_set": AnswerSetPartition}[partition]()
+    result = heldout_agreement(classifier, InDomain([], {}, records, prompts), 3, seed=0)
+    assert result["groups"] == 3 and result["same_pairs"] == 3 * 4
+    assert result["false_split"] == split and result["false_merge"] == 0.0
 
 
 @pytest.mark.slow

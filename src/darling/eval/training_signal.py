@@ -12,6 +12,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 
+from darling.partition.agreement import class_agreement
+
 
 def training_signal(
     rows: Iterable[Mapping], answer_of: Callable[[Mapping], Hashable | None] | None = None
@@ -65,22 +67,9 @@ def training_signal(
         "signal/shift_mean": float(np.mean(shifts)) if shifts else float("nan"),
         "signal/sign_flip_share": float(np.mean(flips)) if flips else float("nan"),
         "signal/top_spread": float(np.mean(spreads)) if spreads else float("nan"),
-    } | (_class_agreement(answered.values()) if answer_of else {})
+    } | (_answer_agreement(answered.values()) if answer_of else {})
 
 
-def _class_agreement(groups: Iterable[list[tuple[Hashable, Hashable]]]) -> dict[str, float]:
-    """False-merge and false-split shares over within-group pairs of ``(answer, class)``."""
-    merged = different = split = same = 0
-    for members in groups:
-        for i, (answer_i, class_i) in enumerate(members):
-            for answer_j, class_j in members[i + 1:]:
-                if answer_i == answer_j:
-                    same += 1
-                    split += class_i != class_j
-                else:
-                    different += 1
-                    merged += class_i == class_j
-    return {
-        "signal/false_merge": merged / different if different else float("nan"),
-        "signal/false_split": split / same if same else float("nan"),
-    }
+def _answer_agreement(groups: Iterable[list[tuple[Hashable, Hashable]]]) -> dict[str, float]:
+    agreement = class_agreement(groups)
+    return {f"signal/{k}": agreement[k] for k in ("false_merge", "false_split")}

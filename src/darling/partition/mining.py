@@ -92,3 +92,25 @@ def mine_pairs(
         n = min(len(same), len(different), max_pairs // 2)
         return same[:n] + different[:n]
     return (same or different)[:max_pairs]
+
+
+def heldout_categories(categories: Sequence[str], share: float, seed: int) -> set[str]:
+    """A seeded ``share`` of the distinct ``categories`` (at least one when ``share > 0``), held
+    out of mining so a classifier can be measured on categories it was not trained on.
+
+    >>> sorted(heldout_categories(["a", "b", "c", "a"], 0.0, 0))
+    []
+    >>> len(heldout_categories(["a", "b", "c", "d"], 0.5, 0))
+    2
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"data.holdout_categories={share}: must be in [0, 1) (a share of the "
+                         "run's prompt categories)")
+    distinct = sorted(set(categories))
+    if share == 0.0:
+        return set()
+    if len(distinct) < 2:
+        raise ValueError(f"data.holdout_categories={share} needs prompts of at least two "
+                         f"categories; the run has {distinct}")
+    count = min(len(distinct) - 1, max(1, round(share * len(distinct))))
+    return set(random.Random(seed).sample(distinct, count))
