@@ -94,6 +94,26 @@ def test_two_sharded_ranks_train_like_one_process(runs):
                 assert ra[field] == pytest.approx(rb[field], rel=1e-6, abs=1e-7), field
 
 
+@pytest.mark.slow
+def test_lora_with_kl_on_two_sharded_ranks_trains_like_one_process(tmp_path):
+    """LoRA under FSDP2: sharded adapters, the KL reference as the base with adapters disabled,
+    the merged policy written by rank 0. The KL term is on, so a wrong reference shows."""
+    lora = ["model.lora.enabled=true", "model.lora.r=4", "optim.kl_coef=0.1"]
+    _train(tmp_path / "sharded", *FSDP, *lora)
+    _train(tmp_path / "single", *SINGLE, *lora)
+    a = load_file(tmp_path / "sharded" / "policy" / "model.safetensors")
+    b = load_file(tmp_path / "single" / "policy" / "model.safetensors")
+    assert a.keys() == b.keys() and not any("lora" in k for k in a)  # merged
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=PARAM_ATOL, msg=name)
+    rows_a, rows_b = metric_rows(tmp_path / "sharded"), metric_rows(tmp_path / "single")
+    assert len(rows_a) == len(rows_b) == STEPS
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for key in ("loss/grad_norm", "loss/total", "loss/kl"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-8), key
+    assert float(rows_a[-1]["loss/kl"]) > 0  # the adapters moved away from the reference
+
+
 # -- checkpoints: SIGTERM mid-run, resume, compare -----------------------------------------------
 def sigterm_quality(prompts, completions, rows, **kwargs):
     """``length_quality``; with ``DARLING_TEST_SIGTERM`` set, the call of step 1 sends SIGTERM to
@@ -159,7 +179,11 @@ def test_policy_and_sharded_checkpoint_load_and_evaluate(runs):
 
 # -- one stand-in vLLM engine per rank ------------------------------------------------------------
 @pytest.mark.slow
-def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_path, compose_cfg):
+@pytest.mark.parametrize("lora", [[], ["model.lora.enabled=true", "model.lora.r=4"]],
+                         ids=["full", "lora"])
+def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_path, compose_cfg,
+                                                                         lora):
+    """With LoRA the engine gets the sharded adapters folded into the gathered base weights."""
     stand_in = tmp_path / "site" / "vllm"
     stand_in.mkdir(parents=True)
     (stand_in / "__init__.py").write_text(
@@ -174,7 +198,7 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
                                           os.environ.get("PYTHONPATH", "")])}
     run = tmp_path / "run"
     _train(run, *FSDP, "trainer.max_steps=2", "rollout=vllm", "rollout.dtype=float32",
-           "rollout.n_per_prompt=4", "rollout.max_new_tokens=6", env=env)
+           "rollout.n_per_prompt=4", "rollout.max_new_tokens=6", *lora, env=env)
     logs = [[json.loads(line) for line in (log / f"rank{r}.jsonl").read_text().splitlines()]
             for r in (0, 1)]
     assert [len(x) for x in logs] == [3, 3]  # bind + one sync after each of the 2 steps

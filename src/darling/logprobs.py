@@ -69,7 +69,9 @@ def shared_prompt_logits(
     ``T`` response tokens attend to it. Position ``P - 1`` (the last prompt token, which predicts
     the first response token) comes from the prompt pass, positions ``P .. P + T - 1`` from the
     response pass. Returns None when no two rows share a prompt, when the prompt is empty, or when
-    the model returns no cache (activation checkpointing in training mode).
+    the model returns no cache (activation checkpointing in training mode). Under a process group
+    of several ranks the two passes run even when nothing is shared, so that every rank makes the
+    same forward calls (a sharded model gathers its weights in each).
     """
     start = response_start
     if start == 0 or model.training and _checkpointing(model):
@@ -78,8 +80,8 @@ def shared_prompt_logits(
         torch.cat([input_ids[:, :start], attention_mask[:, :start].to(input_ids.dtype)], dim=1),
         dim=0, return_inverse=True,
     )
-    if len(prompts) == len(input_ids):
-        return None
+    if len(prompts) == len(input_ids) and not _distributed():
+        return None  # nothing shared (several processes keep the two passes: same collectives)
     prompt_ids, prompt_mask = prompts[:, :start], prompts[:, start:].to(attention_mask.dtype)
     head = model(
         input_ids=prompt_ids,
@@ -100,6 +102,11 @@ def shared_prompt_logits(
         **{cache_argument(model): cache},
     ).logits  # (B, T, V)
     return torch.cat([head.logits[inverse], tail], dim=1)
+
+
+def _distributed() -> bool:
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
 
 
 def _base(model: torch.nn.Module) -> torch.nn.Module:

@@ -113,7 +113,10 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
     master weights float32 (in place; a model that is already sharded is left as it is)."""
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-    if isinstance(model, FSDPModule):
+    # A LoRA policy's root is the wrapped transformers model: peft's generate calls that model's
+    # forward directly, so a root hook on the peft wrapper would never gather the embedding.
+    root = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if isinstance(root, FSDPModule):
         return
     policy = MixedPrecisionPolicy(
         param_dtype=DTYPES[spec.param_dtype] if spec.param_dtype else None,
@@ -122,11 +125,11 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
     options = {"mesh": mesh, "mp_policy": policy}
     for layer in decoder_layers(model):
         fully_shard(layer, reshard_after_forward=spec.reshard_after_forward, **options)
-    fully_shard(model, reshard_after_forward=spec.reshard_after_forward, **options)
+    fully_shard(root, reshard_after_forward=spec.reshard_after_forward, **options)
     model.to(torch.float32)  # each rank upcasts its own shard only
     # transformers' generate keeps every rank stepping until all ranks are done (each step is a
     # collective all-gather); it looks for this flag, which its own FSDP2 helper sets.
-    for m in {model, model.get_base_model() if hasattr(model, "get_base_model") else model}:
+    for m in {model, root}:
         m._is_fsdp_managed_module = True
 
 
