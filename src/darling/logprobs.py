@@ -68,20 +68,21 @@ def shared_prompt_logits(
     key-value cache; the cache is gathered to the ``B`` rows (``inverse``, shape ``(B,)``), and the
     ``T`` response tokens attend to it. Position ``P - 1`` (the last prompt token, which predicts
     the first response token) comes from the prompt pass, positions ``P .. P + T - 1`` from the
-    response pass. Returns None when no two rows share a prompt, when the prompt is empty, or when
-    the model returns no cache (activation checkpointing in training mode). Under a process group
-    of several ranks the two passes run even when nothing is shared, so that every rank makes the
-    same forward calls (a sharded model gathers its weights in each).
+    response pass. Returns None (the caller runs the one-pass forward) when no two rows share a
+    prompt, when the prompt is empty, when the model returns no cache (activation checkpointing in
+    training mode), and for an FSDP2-sharded model: two forwards of a sharded module before one
+    backward made the reduce-scattered gradients differ in the last bits between identical runs,
+    and the forward calls would have to match across ranks.
     """
     start = response_start
-    if start == 0 or model.training and _checkpointing(model):
+    if start == 0 or model.training and _checkpointing(model) or _sharded(model):
         return None
     prompts, inverse = torch.unique(
         torch.cat([input_ids[:, :start], attention_mask[:, :start].to(input_ids.dtype)], dim=1),
         dim=0, return_inverse=True,
     )
-    if len(prompts) == len(input_ids) and not _distributed():
-        return None  # nothing shared (several processes keep the two passes: same collectives)
+    if len(prompts) == len(input_ids):
+        return None
     prompt_ids, prompt_mask = prompts[:, :start], prompts[:, start:].to(attention_mask.dtype)
     head = model(
         input_ids=prompt_ids,
@@ -104,9 +105,9 @@ def shared_prompt_logits(
     return torch.cat([head.logits[inverse], tail], dim=1)
 
 
-def _distributed() -> bool:
-    return (torch.distributed.is_available() and torch.distributed.is_initialized()
-            and torch.distributed.get_world_size() > 1)
+def _sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP2 manages ``model`` (``darling.train.strategies.shard_model`` marks it)."""
+    return bool(getattr(model, "_is_fsdp_managed_module", False))
 
 
 def _base(model: torch.nn.Module) -> torch.nn.Module:
