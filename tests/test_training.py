@@ -121,6 +121,7 @@ def test_corrupt_checkpoint_is_a_clear_error(compose_cfg, tmp_path):
         ("seed=-1", "seed=-1"),
         ("rollout.top_p=0.9", "rollout.top_p"),
         ("model.lora.dropout=0.1", "model.lora.dropout"),
+        ("rollout.sleep_level=3", "rollout.sleep_level"),
     ],
 )
 def test_invalid_values_name_the_key(compose_cfg, override, message):

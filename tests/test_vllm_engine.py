@@ -77,10 +77,12 @@ class FakeLLM:
         return [func(self.net)]
 
     def sleep(self, level):
-        assert level == 2
+        assert level in (1, 2)
         self.released = {"weights", "kv_cache"}
-        for p in self.net.parameters():
-            p.data.fill_(float("nan"))
+        self.slept_at_level = level
+        if level == 2:  # discarded; level 1 keeps them in CPU memory until woken
+            for p in self.net.parameters():
+                p.data.fill_(float("nan"))
 
     def wake_up(self, tags):
         self.released -= set(tags)
@@ -149,9 +151,12 @@ def test_sync_loads_the_merged_weights_and_leaves_the_policy_untouched(fake_vllm
     assert all(torch.equal(policy.state_dict()[k], v) for k, v in before.items())
 
 
-def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm, lora_policy):
+@pytest.mark.parametrize("level", [1, 2])
+def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm, lora_policy,
+                                                                      level):
     policy, tokenizer = lora_policy
-    engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4), dtype="float32")
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4), dtype="float32",
+                         sleep_level=level)
     engine.bind(policy, tokenizer)
     prompts = ["Name a colour.", "Name a fruit, please."]
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -166,6 +171,7 @@ def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm,
     assert first.group_ids == [10, 10, 10, 11, 11, 11]
     assert first.texts == expected_texts()
     assert engine.llm.released == {"weights", "kv_cache"}  # memory is free for the update
+    assert engine.llm.slept_at_level == level
 
     with torch.no_grad():  # an optimiser step on the adapters
         for name, p in policy.named_parameters():

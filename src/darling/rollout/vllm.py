@@ -20,12 +20,17 @@ The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so no tensor 
 
 With ``enable_sleep_mode`` the engine holds GPU memory only while it samples. One training step:
 
-    generate: wake the KV cache -> sample -> sleep(level=2): weights and KV cache are discarded
+    generate: wake the KV cache -> sample -> sleep(level): the KV cache is discarded, the
+              weights offloaded to CPU memory (level 1) or discarded (level 2)
     update:   the policy trains with the memory vLLM released
     sync:     wake the weights -> load the policy's current weights into them
 
-Level 2 (not 1) because every update is followed by a sync that overwrites all weights, so
-backing them up to CPU memory (level 1) would copy the whole model twice per step for nothing.
+``sleep_level`` is 1 by default. Level 2 would skip two copies of the model per step (every sync
+overwrites all weights anyway), but it discards everything in the engine's weight memory, and
+vLLM restores only the named buffers after it (vLLM pull request 16889, in 0.8.5): colocated
+trainers have reported garbage samples after level-2 cycles on models that keep other state
+there (vLLM issue 16564, NeMo-RL issue 2631; OpenRLHF kept level 1 for the RoPE cache). Choose
+``rollout.sleep_level=2`` after checking that a model's samples survive it.
 The caching allocator's free blocks are returned (``torch.cuda.empty_cache()``) before each wake,
 so vLLM can take back the memory the update used. Without sleep mode the KV cache survives the
 update, so its prefix cache (KV computed by the old weights) is reset after every sync.
@@ -66,14 +71,19 @@ class VLLMRollout(RolloutEngine):
         sampling: SamplingSpec,
         gpu_memory_utilization: float = 0.3,
         enable_sleep_mode: bool = True,
+        sleep_level: int = 1,
         max_prompt_tokens: int = 1024,
         dtype: str = "bfloat16",
     ):
         super().__init__(sampling)
         if dtype not in DTYPES:
             raise ValueError(f"rollout.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+        if sleep_level not in (1, 2):
+            raise ValueError(f"rollout.sleep_level={sleep_level}: choose 1 (offload the weights "
+                             "to CPU memory) or 2 (discard them)")
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_sleep_mode = enable_sleep_mode
+        self.sleep_level = sleep_level
         self.max_prompt_tokens = max_prompt_tokens
         self.dtype = dtype
         self.llm: Any = None
@@ -136,7 +146,7 @@ class VLLMRollout(RolloutEngine):
             [{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False
         )
         if self.enable_sleep_mode:
-            self.llm.sleep(level=2)
+            self.llm.sleep(level=self.sleep_level)
             self._asleep = {"weights", "kv_cache"}
         responses = [[list(c.token_ids) for c in out.outputs] for out in outputs]
         return assemble_rollouts(prompt_ids, responses, group_ids, tok,

@@ -50,7 +50,11 @@ class RolloutSpec(SamplingSpec):
     gpu_memory_utilization: float = 0.3
     """vLLM only: share of GPU memory for its weights and KV cache."""
     enable_sleep_mode: bool = True
-    """vLLM only: free the KV cache during the policy update."""
+    """vLLM only: free the engine's GPU memory during the policy update."""
+    sleep_level: int = 1
+    """vLLM only: 1 offloads the engine's weights to CPU memory while it sleeps; 2 discards them
+    (no copy; every sync reloads all weights anyway), safe only where vLLM restores everything
+    else the model holds (docs/training.md)."""
     max_prompt_tokens: int = "${data.max_prompt_tokens}"  # type: ignore[assignment]
     """vLLM only: longest prompt (default: data.max_prompt_tokens, which training checks); the KV
     cache is sized for max_prompt_tokens + max_new_tokens."""

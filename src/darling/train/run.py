@@ -36,7 +36,8 @@ ENGINES = {
     "hf": ("darling.rollout.hf:HFRollout", ("max_batch_sequences",)),
     "vllm": (
         "darling.rollout.vllm:VLLMRollout",
-        ("gpu_memory_utilization", "enable_sleep_mode", "max_prompt_tokens", "dtype"),
+        ("gpu_memory_utilization", "enable_sleep_mode", "sleep_level", "max_prompt_tokens",
+         "dtype"),
     ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
@@ -55,6 +56,8 @@ def validate(cfg: DictConfig) -> None:
          f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
         (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
         (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
+        (ro.sleep_level in (1, 2), f"rollout.sleep_level={ro.sleep_level}: choose 1 (offload "
+         "vLLM's weights to CPU memory while it sleeps) or 2 (discard them)"),
         (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
         (ro.top_p == 1.0,
          f"rollout.top_p={ro.top_p}: training needs top_p=1 (the PPO ratio and KL score the "
