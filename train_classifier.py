@@ -172,7 +172,23 @@ def heldout_section(results: dict[str, dict], categories: list[str]) -> str:
 
 
 def fold_report(rows: list[PairRow], cfg: DictConfig) -> str:
-    """The fold table of every configured backend (``darling.partition.folds``)."""
+    """The fold table of every configured backend (``darling.partition.folds``). With in-domain
+    pairs (always in the training parts, never validated) a second table gives each backend's
+    leave-one-labeller-out mean ROC-AUC on the human pairs trained without them and with them,
+    and the change (issue 12: the in-domain pairs must not cost more than 0.02)."""
+    table, with_in_domain = _fold_results(rows, cfg)
+    if not any(r.labeler in IN_DOMAIN for r in rows):
+        return table
+    _, human_only = _fold_results([r for r in rows if r.labeler not in IN_DOMAIN], cfg)
+    lines = ["", "| backend | labeller mean, human pairs only | with the in-domain pairs "
+             "| change |", "|---|---|---|---|"]
+    for name, result in with_in_domain.items():
+        before, after = human_only[name]["labeller/mean"], result["labeller/mean"]
+        lines.append(f"| {name} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+    return table + "\n" + "\n".join(lines)
+
+
+def _fold_results(rows: list[PairRow], cfg: DictConfig) -> tuple[str, dict[str, dict]]:
     from darling.partition.fold_scorers import build_scorers
     from darling.partition.folds import (
         fold_table,
@@ -193,7 +209,8 @@ def fold_report(rows: list[PairRow], cfg: DictConfig) -> str:
                             finetuned_params=params,
                             cross_encoder_params=OmegaConf.to_container(cfg.folds.cross_encoder))
     labels = [r.label for r in rows]
-    return fold_table({name: score_folds(s, labels, folds) for name, s in scorers.items()}, folds)
+    results = {name: score_folds(s, labels, folds) for name, s in scorers.items()}
+    return fold_table(results, folds), results
 
 
 def card_section(counts: dict, data: DictConfig) -> str:

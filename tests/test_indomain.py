@@ -214,6 +214,9 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     # human pairs only are validated (one source here: no source fold); rollout pairs train
     assert "| labeller/ann | 10 |" in log and "| labeller/bo | 10 |" in log
     assert "source/" not in log and "labeller/verifier" not in log
+    # each backend's labeller mean without and with the in-domain pairs; lexical ones unchanged
+    change = [line for line in log.splitlines() if line.startswith("| jaccard | ")]
+    assert len(change) == 1 and change[0].endswith("| +0.000 |"), change
     clf = load_classifier(run / "classifier")
     assert clf.predict_proba([("Mars and more words here", "Venus and other words")]).shape == (1,)
     card = (run / "classifier" / "MODEL_CARD.md").read_text()
