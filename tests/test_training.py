@@ -238,8 +238,13 @@ def test_on_policy_update_reuses_the_gradient_forward(compose_cfg, tmp_path, mon
 
     a = torch.load(tmp_path / "shortcut" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "separate" / "checkpoints" / "last.ckpt", weights_only=True)
+    # Equal to rounding, not bit for bit: the no-grad and the gradient forward may round
+    # differently, and AdamW's m / (sqrt(v) + eps) magnifies that on the near-zero gradients of
+    # rarely seen embedding rows (one full-suite run gave > 1e-6 on the embedding; a step taken
+    # differently moves weights by ~1e-3). The tolerance is test_fsdp's PARAM_ATOL.
     for name, value in a["state_dict"].items():
-        torch.testing.assert_close(value, b["state_dict"][name], rtol=0, atol=1e-6, msg=name)
+        torch.testing.assert_close(value, b["state_dict"][name], rtol=0, atol=1e-5,
+                                   msg=lambda message, name=name: f"{name}: {message}")
     cols = ["loss/policy", "loss/total", "loss/clip_frac", "loss/approx_kl", "loss/grad_norm",
             "rollout/logp_mean", "reward/mean"]
     for row_a, row_b in zip(_metrics(tmp_path / "shortcut"), _metrics(tmp_path / "separate"),
