@@ -4,8 +4,11 @@ float32 ``log_softmax``."""
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
+
+from darling.models.loading import transformers_model
 
 POSITIONS_PER_CHUNK = 256
 """Positions of one sequence whose float32 logits exist at once: 256 x 128k x 4 B = 128 MiB,
@@ -41,38 +44,63 @@ def response_logprobs(
     keys and values from every row that shares it. Models that cannot return a key-value cache
     here (activation checkpointing turns it off in training) take the one-pass forward.
     """
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     targets = input_ids[:, response_start:]  # (B, T)
-    logits = shared_prompt_logits(model, input_ids, attention_mask, position_ids, response_start)
+    logits = shared_prompt_logits(model, input_ids, attention_mask, response_start)
     if logits is None:
         logits = model(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            position_ids=position_ids,
+            position_ids=mask_positions(attention_mask),
             logits_to_keep=targets.shape[1] + 1,
         ).logits  # (B, T + 1, V) (or (B, P + T, V) for a model that ignores logits_to_keep)
     return _ChosenLogprob.apply(logits, targets, temperature, chunk)
+
+
+def mask_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows: ``cumsum(mask) - 1``, 0 on the padding. ``(B, L)``."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def prompt_cache(
+    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, Any] | None:
+    """Run ``U`` distinct left-padded prompts ``(U, P)`` through ``model`` once and return
+    ``(logits at their last position (U, 1, V), key-value cache gathered to the rows)``: row
+    ``b`` gets prompt ``rows[b]``'s keys and values (``rows``: ``(B,)``). None when the model
+    returns no cache (activation checkpointing in training mode)."""
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=mask_positions(prompt_mask),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = out.get("cache", out.get("past_key_values"))
+    if cache is None:
+        return None
+    cache.batch_select_indices(rows)
+    return out.logits, cache
 
 
 def shared_prompt_logits(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    position_ids: torch.Tensor,
     response_start: int,
 ) -> torch.Tensor | None:
     """Logits at the ``T + 1`` last positions, ``(B, T + 1, V)``, with each distinct prompt run
     through the model once.
 
     The ``U`` distinct rows of ``input_ids[:, :P]`` (with their mask) are encoded once with a
-    key-value cache; the cache is gathered to the ``B`` rows (``inverse``, shape ``(B,)``), and the
-    ``T`` response tokens attend to it. Position ``P - 1`` (the last prompt token, which predicts
-    the first response token) comes from the prompt pass, positions ``P .. P + T - 1`` from the
-    response pass. Returns None (the caller runs the one-pass forward) when no two rows share a
-    prompt, when the prompt is empty, when the model returns no cache (activation checkpointing in
-    training mode), and for an FSDP2-sharded model: two forwards of a sharded module before one
-    backward made the reduce-scattered gradients differ in the last bits between identical runs,
-    and the forward calls would have to match across ranks.
+    key-value cache gathered to the ``B`` rows (``prompt_cache``; ``inverse``, shape ``(B,)``), and
+    the ``T`` response tokens attend to it. Position ``P - 1`` (the last prompt token, which
+    predicts the first response token) comes from the prompt pass, positions ``P .. P + T - 1``
+    from the response pass. Returns None (the caller runs the one-pass forward) when no two rows
+    share a prompt, when the prompt is empty, when the model returns no cache (activation
+    checkpointing in training mode), and for an FSDP2-sharded model: two forwards of a sharded
+    module before one backward made the reduce-scattered gradients differ in the last bits
+    between identical runs, and the forward calls would have to match across ranks.
     """
     start = response_start
     if start == 0 or model.training and _checkpointing(model) or _sharded(model):
@@ -83,26 +111,19 @@ def shared_prompt_logits(
     )
     if len(prompts) == len(input_ids):
         return None
-    prompt_ids, prompt_mask = prompts[:, :start], prompts[:, start:].to(attention_mask.dtype)
-    head = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=(prompt_mask.long().cumsum(-1) - 1).clamp_min(0),
-        use_cache=True,
-        logits_to_keep=1,
-    )  # logits (U, 1, V)
-    cache = head.get("cache", head.get("past_key_values"))
-    if cache is None:
+    encoded = prompt_cache(model, prompts[:, :start],
+                           prompts[:, start:].to(attention_mask.dtype), inverse)
+    if encoded is None:
         return None
-    cache.batch_select_indices(inverse)
+    head, cache = encoded  # (U, 1, V), the B rows' prompt keys and values
     tail = model(
         input_ids=input_ids[:, start:],
         attention_mask=attention_mask,
-        position_ids=position_ids[:, start:],
+        position_ids=mask_positions(attention_mask)[:, start:],
         use_cache=True,
         **{cache_argument(model): cache},
     ).logits  # (B, T, V)
-    return torch.cat([head.logits[inverse], tail], dim=1)
+    return torch.cat([head[inverse], tail], dim=1)
 
 
 def _sharded(model: torch.nn.Module) -> bool:
@@ -110,13 +131,9 @@ def _sharded(model: torch.nn.Module) -> bool:
     return bool(getattr(model, "_is_fsdp_managed_module", False))
 
 
-def _base(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def _checkpointing(model: torch.nn.Module) -> bool:
     """Whether activation checkpointing is on (transformers >= 5.24 renamed the attribute)."""
-    base = _base(model)
+    base = transformers_model(model)
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
         if hasattr(type(base), name):
             return bool(getattr(base, name))
@@ -126,7 +143,7 @@ def _checkpointing(model: torch.nn.Module) -> bool:
 def cache_argument(model: torch.nn.Module) -> str:
     """The forward's key-value cache argument: ``cache`` (transformers >= 5.24) or
     ``past_key_values`` (before)."""
-    forward = inspect.signature(_base(model).forward).parameters
+    forward = inspect.signature(transformers_model(model).forward).parameters
     return "cache" if "cache" in forward else "past_key_values"
 
 

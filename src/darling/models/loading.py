@@ -126,6 +126,11 @@ _LOADERS: dict[str, Callable[[Any, int], tuple[torch.nn.Module, Any]]] = {
 }
 
 
+def transformers_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model of a policy: the one inside a LoRA (peft) wrapper, else ``model``."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _wrap_lora(model: torch.nn.Module, lora: Any) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 

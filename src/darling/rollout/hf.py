@@ -26,7 +26,8 @@ from collections.abc import Hashable, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from darling.logprobs import cache_argument
+from darling.logprobs import cache_argument, prompt_cache
+from darling.models.loading import transformers_model
 from darling.rollout.base import (
     RolloutEngine,
     Rollouts,
@@ -90,22 +91,12 @@ def shared_prefill(
     when every row has its own prompt or the prompt is a single token."""
     if ids.shape[1] < 2 or len(set(prompt_of_row)) == len(prompt_of_row):
         return {}
-    distinct = list(dict.fromkeys(prompt_of_row))
-    first = torch.tensor([list(prompt_of_row).index(p) for p in distinct], device=ids.device)
-    inverse = torch.tensor([distinct.index(p) for p in prompt_of_row], device=ids.device)
-    prefix_mask = mask[first, :-1]
-    out = model(
-        input_ids=ids[first, :-1],
-        attention_mask=prefix_mask,
-        position_ids=(prefix_mask.long().cumsum(-1) - 1).clamp_min(0),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = out.get("cache", out.get("past_key_values"))
-    if cache is None:
-        return {}
-    cache.batch_select_indices(inverse)
-    return {cache_argument(model): cache}
+    rows = list(prompt_of_row)
+    distinct = list(dict.fromkeys(rows))
+    first = torch.tensor([rows.index(p) for p in distinct], device=ids.device)
+    inverse = torch.tensor([distinct.index(p) for p in rows], device=ids.device)
+    encoded = prompt_cache(model, ids[first, :-1], mask[first, :-1], inverse)
+    return {} if encoded is None else {cache_argument(model): encoded[1]}
 
 
 class SeededSampler(LogitsProcessor):
@@ -157,7 +148,7 @@ def neutral_generation_config(model: torch.nn.Module, config: GenerationConfig):
     ``generation_config`` (repetition penalty, ``no_repeat_ngram_size``, bad words, forced
     tokens, ...), so passing a config is not enough to keep them out: the model's is swapped.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = transformers_model(model)
     saved = base.generation_config
     base.generation_config = config
     try:

@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-from darling.models.loading import DTYPES
+from darling.models.loading import DTYPES, transformers_model
 from darling.models.merged import merged_weights
 from darling.rollout.base import (
     RolloutEngine,
@@ -96,7 +96,7 @@ class VLLMRollout(RolloutEngine):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = transformers_model(model)
         config_dir = tempfile.mkdtemp(prefix="darling-vllm-")  # config + tokenizer, no weights
         weakref.finalize(self, shutil.rmtree, config_dir, True)
         base.config.save_pretrained(config_dir)

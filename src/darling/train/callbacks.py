@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from darling.models.loading import transformers_model
 from darling.models.merged import merged_weights
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class SavePolicy(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         policy = pl_module.policy
-        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        base = transformers_model(policy)
         tied = bool(getattr(base.config, "tie_word_embeddings", False))
         state = {}
         for name, tensor in merged_weights(policy):

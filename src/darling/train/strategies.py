@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
-from darling.models.loading import DTYPES
+from darling.models.loading import DTYPES, transformers_model
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def fsdp2(
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The module instances of ``model`` whose class is named in transformers'
     ``_no_split_modules`` (the decoder layer of Llama, Qwen2, Qwen3, ...), in model order."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = transformers_model(model)
     names = set(getattr(base, "_no_split_modules", None) or ())
     layers = [m for m in base.modules() if type(m).__name__ in names]
     if not layers:
@@ -115,7 +115,7 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
 
     # A LoRA policy's root is the wrapped transformers model: peft's generate calls that model's
     # forward directly, so a root hook on the peft wrapper would never gather the embedding.
-    root = model.get_base_model() if hasattr(model, "get_base_model") else model
+    root = transformers_model(model)
     if isinstance(root, FSDPModule):
         return
     policy = MixedPrecisionPolicy(
