@@ -130,8 +130,8 @@ class CrossEncoderClassifier(PairClassifier):
             raise ValueError(
                 f"{path} is not a trained pair classifier: its checkpoint lacks "
                 f"{sorted(info['missing_keys'])[:4]}, so a fresh head would score pairs at random. "
-                "Fine-tune it first (train_classifier.py classifier.backend=cross_encoder "
-                f"classifier.model={path})"
+                f"Fine-tune it first (CrossEncoderClassifier(model={path!r}).fit(pairs, labels), "
+                "then .save(<dir>) and classifier=saved classifier.directory=<dir>)"
             )
         self._tokenizer = tokenizer
         self._net = net.to(self.device).eval()
@@ -187,7 +187,8 @@ class CrossEncoderClassifier(PairClassifier):
 
     def pair_logits(self, firsts: Sequence[str], seconds: Sequence[str]) -> torch.Tensor:
         """Two-class logits of the ordered pairs ``(firsts[k], seconds[k])``, one order only
-        (what a one-order cross-encoder pays; ``predict_proba`` averages both orders).
+        (what a one-order cross-encoder pays; ``predict_proba`` averages both orders unless
+        ``both_orders=False``).
         Shape ``(len(firsts), 2)``, no gradient."""
         self.check_is_fitted()
         with torch.inference_mode():
