@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,20 +101,21 @@ def rollout_pairs(data: DictConfig) -> InDomain:
         row = prompts.get(str(record.get("prompt_id")))
         return row.category if row is not None and row.category else str(record.get("prompt_id"))
 
-    held_out = heldout_categories([category(r) for r in records], data.holdout_categories,
-                                  data.seed)
+    categories = [category(r) for r in records]
+    held_out = heldout_categories(categories, data.holdout_categories, data.seed)
 
     def key(record: dict):
         row = prompts.get(str(record.get("prompt_id")))
         answer = verifier_key(record["response"], row) if row is not None else None
         return answer if answer is not None else class_key(record)
 
-    mined_from = [r for r in records if category(r) not in held_out]
+    mined_from = [r for r, c in zip(records, categories, strict=True) if c not in held_out]
     mined = mine_pairs(mined_from, data.max_pairs, data.seed, key=key)
     rows, counts = label_pairs(mined, prompts, pair_judge(data.judge), source=data.run)
     counts = {**counts, "rollouts": len(mined_from), "prompts": str(prompt_path),
               "heldout_categories": sorted(held_out)}
-    return InDomain(rows, counts, [r for r in records if category(r) in held_out], prompts)
+    heldout_records = [r for r, c in zip(records, categories, strict=True) if c in held_out]
+    return InDomain(rows, counts, heldout_records, prompts)
 
 
 def load_data(data: DictConfig) -> tuple[list[PairRow], str, InDomain | None]:
@@ -133,9 +136,6 @@ def heldout_agreement(classifier, in_domain: InDomain, max_groups: int, seed: in
     categories, against the verifier's answers (``darling.partition.agreement``): pairs of
     correct rollouts on answer-set prompts, pairs of rollouts with a final answer on
     ground-truth prompts. At most ``max_groups`` groups, a seeded sample."""
-    import random
-    from collections import defaultdict
-
     from darling.partition.agreement import class_agreement
     from darling.partition.labelling import verifier_key
 
