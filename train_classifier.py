@@ -157,6 +157,35 @@ def heldout_agreement(classifier, in_domain: InDomain, max_groups: int, seed: in
     return {**class_agreement(answered.values()), "groups": float(len(keys))}
 
 
+def human_val_auc(classifiers: dict, rows: list[PairRow], data: DictConfig, seed: int) -> dict:
+    """ROC-AUC of each classifier on the human pairs of the validation prompts: the pairs the
+    shipped default was validated on when it was trained with the same file, ``seed`` and
+    ``val_fraction`` (the split hashes each prompt, so adding in-domain pairs leaves it as is).
+    Issue 12's check that the in-domain pairs cost the human pairs at most 0.02."""
+    from darling.partition.calibration import roc_auc
+    from darling.partition.pairs_data import split_by_prompt
+
+    _, val = split_by_prompt(rows, data.val_fraction, seed)
+    human = [r for r in val if r.labeler not in IN_DOMAIN]
+    pairs, labels = [(r.text_a, r.text_b) for r in human], [r.label for r in human]
+    return {"pairs": float(len(human)),
+            **{name: roc_auc(labels, clf.predict_proba(pairs)) for name, clf in classifiers.items()}}
+
+
+def human_val_section(result: dict, data: DictConfig, seed: int) -> str:
+    """Model-card section (and log table) of ``human_val_auc``."""
+    names = [k for k in result if k != "pairs"]
+    lines = ["## Human validation pairs", "",
+             f"ROC-AUC on the {result['pairs']:.0f} human pairs of the validation prompts "
+             f"(`{data.path}`, seed {seed}, validation fraction {data.val_fraction}; the shipped "
+             "default was trained with the same split, so it never saw them).", "",
+             "| classifier | ROC-AUC |", "|---|---|"]
+    lines += [f"| {name} | {result[name]:.3f} |" for name in names]
+    if len(names) == 2:
+        lines += ["", f"Change: {result[names[0]] - result[names[1]]:+.3f}."]
+    return "\n".join(lines + [""])
+
+
 def heldout_section(results: dict[str, dict], categories: list[str]) -> str:
     """Model-card section (and log table) of ``heldout_agreement`` per classifier."""
     first = next(iter(results.values()))
@@ -248,15 +277,18 @@ def main(cfg: DictConfig) -> None:
     out = save_with_card(classifier, report, to_absolute_path(cfg.output_dir), command,
                          data=description)
     if in_domain is not None:
-        sections = [card_section(in_domain.counts, cfg.data)]
-        if in_domain.heldout_records:
-            from darling.partition import load_default_classifier
+        from darling.partition import load_default_classifier
 
-            results = {
-                name: heldout_agreement(clf, in_domain, cfg.data.holdout_max_groups, cfg.seed)
-                for name, clf in (("this classifier", classifier),
-                                  ("shipped default", load_default_classifier()))
-            }
+        compared = {"this classifier": classifier, "shipped default": load_default_classifier()}
+        sections = [card_section(in_domain.counts, cfg.data)]
+        if any(r.labeler not in IN_DOMAIN for r in rows):
+            human = human_val_auc(compared, rows, cfg.data, cfg.seed)
+            (out / "human_val.json").write_text(json.dumps(human, indent=1) + "\n")
+            sections.append(human_val_section(human, cfg.data, cfg.seed))
+            log.info("human validation pairs:\n%s", sections[-1])
+        if in_domain.heldout_records:
+            results = {name: heldout_agreement(clf, in_domain, cfg.data.holdout_max_groups,
+                                               cfg.seed) for name, clf in compared.items()}
             (out / "heldout.json").write_text(json.dumps(results, indent=1) + "\n")
             sections.append(heldout_section(results, in_domain.counts["heldout_categories"]))
             log.info("held-out categories:\n%s", sections[-1])

@@ -222,6 +222,20 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     card = (run / "classifier" / "MODEL_CARD.md").read_text()
     assert "## In-domain pairs" in card and "labelled by the task's verifier" in card
     assert "## Held-out categories" in card and "| shipped default |" in card
+    # both classifiers on the human pairs of the validation prompts, the same split as training
+    from darling.partition import load_default_classifier
+    from darling.partition.calibration import roc_auc
+    from darling.partition.pairs_data import load_pairs, split_by_prompt
+
+    _, val = split_by_prompt(load_pairs(human), 0.3, 0)
+    human_val = json.loads((run / "classifier" / "human_val.json").read_text())
+    assert human_val["pairs"] == len(val) > 0
+    pairs = [(r.text_a, r.text_b) for r in val]
+    assert human_val["shipped default"] == pytest.approx(
+        roc_auc([r.label for r in val], load_default_classifier().predict_proba(pairs)))
+    assert human_val["this classifier"] == pytest.approx(
+        roc_auc([r.label for r in val], clf.predict_proba(pairs)))
+    assert "## Human validation pairs" in card and "Change: " in card
     assert f"in-domain pairs from the rollouts of {run}" in card and "human pairs" in card
 
 
