@@ -4,6 +4,7 @@
     python train_classifier.py classifier.epochs=3 output_dir=runs/clf
     python train_classifier.py folds.enabled=true train=false    # the fold table only
     python train_classifier.py data=rollouts data.run=runs/<name>  # in-domain classifier
+    python train_classifier.py classifier=cross_encoder output_dir=runs/ce  # another backend
 
 The procedure lives in ``darling.partition.training.train_and_calibrate``; the fold table in
 ``darling.partition.folds``; the in-domain pairs in ``darling.partition.mining`` and
@@ -232,10 +233,11 @@ def _fold_results(rows: list[PairRow], cfg: DictConfig) -> tuple[str, dict[str, 
     folds = labeller_folds([r.labeler for r in rows], fixed)
     if len({s for s, f in zip(sources, fixed, strict=True) if not f}) > 1:  # else no such fold
         folds += source_folds(sources, fixed)
+    # the `finetuned` row refits the configured recipe when it is embed-once, else the default's
     params = OmegaConf.to_container(cfg.classifier)
-    params.pop("_target_")
+    embed_once = params.pop("_target_").endswith(".EmbedOnceClassifier")
     scorers = build_scorers(rows, list(cfg.folds.backends), encoder=cfg.baseline_encoder,
-                            finetuned_params=params,
+                            finetuned_params=params if embed_once else None,
                             cross_encoder_params=OmegaConf.to_container(cfg.folds.cross_encoder))
     labels = [r.label for r in rows]
     results = {name: score_folds(s, labels, folds) for name, s in scorers.items()}

@@ -171,11 +171,21 @@ def test_config_groups_compose():
                                version_base="1.3"):
         human = compose(config_name="config")
         rollouts = compose(config_name="config", overrides=["data=rollouts", "data.run=runs/x"])
+        cross = compose(config_name="config", overrides=["classifier=cross_encoder"])
     assert human.data.source == "human"
     assert human.output_dir == "src/darling/partition/pretrained/default"
     assert rollouts.data.source == "rollouts" and rollouts.data.path == human.data.path
     assert rollouts.output_dir == "runs/x/classifier"  # never the shipped default
     assert list(human.folds.backends) == ["jaccard", "ngram", "cosine", "frozen_head"]
+    # the backend is a group: each composes to its own keyword arguments only
+    from hydra.utils import instantiate
+
+    from darling.partition import CrossEncoderClassifier, EmbedOnceClassifier
+
+    assert isinstance(instantiate(human.classifier), EmbedOnceClassifier)
+    assert human.classifier.tuned_layers == 2 and "tuned_layers" not in cross.classifier
+    clf = instantiate(cross.classifier)
+    assert isinstance(clf, CrossEncoderClassifier) and clf.max_length == 256 and clf.both_orders
 
 
 def test_train_classifier_prints_the_fold_table(tmp_path):
