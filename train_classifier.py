@@ -13,10 +13,12 @@ The procedure lives in ``darling.partition.training.train_and_calibrate``; the f
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,16 @@ def load_data(data: DictConfig) -> tuple[list[PairRow], str, InDomain | None]:
     return human + in_domain.rows, description, in_domain
 
 
+def calibration_labelers(data: DictConfig) -> tuple[str, ...] | None:
+    """Labellers whose validation pairs set the threshold (``data.calibrate_on``); None = all."""
+    choice = data.get("calibrate_on", "all")
+    if choice not in ("all", "in_domain"):
+        raise ValueError(f"data.calibrate_on={choice}: choose all or in_domain")
+    if choice == "in_domain" and data.source != "rollouts":
+        raise ValueError("data.calibrate_on=in_domain needs in-domain pairs: use data=rollouts")
+    return IN_DOMAIN if choice == "in_domain" else None
+
+
 def heldout_agreement(classifier, in_domain: InDomain, max_groups: int, seed: int) -> dict:
     """False split and false merge of ``classifier``'s classes on groups of the held-out
     categories, against the verifier's answers (``darling.partition.agreement``): pairs of
@@ -169,8 +181,8 @@ def human_val_auc(classifiers: dict, rows: list[PairRow], data: DictConfig, seed
     _, val = split_by_prompt(rows, data.val_fraction, seed)
     human = [r for r in val if r.labeler not in IN_DOMAIN]
     pairs, labels = [(r.text_a, r.text_b) for r in human], [r.label for r in human]
-    return {"pairs": float(len(human)),
-            **{name: roc_auc(labels, clf.predict_proba(pairs)) for name, clf in classifiers.items()}}
+    scores = {name: roc_auc(labels, clf.predict_proba(pairs)) for name, clf in classifiers.items()}
+    return {"pairs": float(len(human)), **scores}
 
 
 def human_val_section(result: dict, data: DictConfig, seed: int) -> str:
@@ -240,8 +252,27 @@ def _fold_results(rows: list[PairRow], cfg: DictConfig) -> tuple[str, dict[str, 
                             finetuned_params=params if embed_once else None,
                             cross_encoder_params=OmegaConf.to_container(cfg.folds.cross_encoder))
     labels = [r.label for r in rows]
-    results = {name: score_folds(s, labels, folds) for name, s in scorers.items()}
+    results = {name: score_folds(_logged(name, s, len(folds), labels), labels, folds)
+               for name, s in scorers.items()}
     return fold_table(results, folds), results
+
+
+def _logged(name: str, scorer, folds: int, labels: list[int]):
+    """``scorer`` that logs each fold's ROC-AUC and wall time as it ends (the tuned rows take
+    minutes per fold, so a run cut short still leaves its finished folds in the log)."""
+    from darling.partition.calibration import roc_auc
+
+    done = itertools.count(1)
+
+    def run(train, val):
+        start = time.perf_counter()
+        scores = scorer(train, val)
+        log.info("fold %d/%d of %s: ROC-AUC %.3f on %d validation pairs, trained on %d, %.0f s",
+                 next(done), folds, name, roc_auc([labels[i] for i in val], scores), len(val),
+                 len(train), time.perf_counter() - start)
+        return scores
+
+    return run
 
 
 def card_section(counts: dict, data: DictConfig) -> str:
@@ -264,6 +295,7 @@ def card_section(counts: dict, data: DictConfig) -> str:
 @hydra.main(config_path="conf/train_classifier", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
+    calibrate_labelers = calibration_labelers(cfg.data)
     rows, description, in_domain = load_data(cfg.data)
     if in_domain is not None:
         log.info("in-domain pairs: %s", json.dumps(in_domain.counts))
@@ -273,7 +305,7 @@ def main(cfg: DictConfig) -> None:
         return
     classifier, report = train_and_calibrate(
         rows, instantiate(cfg.classifier), cfg.data.val_fraction, cfg.seed,
-        encoder_for_baseline=cfg.baseline_encoder,
+        encoder_for_baseline=cfg.baseline_encoder, calibrate_labelers=calibrate_labelers,
     )
     command = " ".join(["python train_classifier.py", *sys.argv[1:]])
     out = save_with_card(classifier, report, to_absolute_path(cfg.output_dir), command,

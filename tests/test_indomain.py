@@ -155,14 +155,14 @@ def test_label_pairs_counts_and_unknown_prompts():
         label_pairs(mined, {}, None, source="runs/x")
 
 
-def write_run(run_dir: Path) -> None:
+def write_run(run_dir: Path, prompts: int = 4) -> None:
     """A run directory as train.py leaves it: config.yaml and rollouts/rank0.jsonl, on the
-    built-in task, with correct answers (some shared, some not) and wrong ones."""
+    first ``prompts`` built-in training prompts, with correct answers (some shared, some not) and
+    wrong ones."""
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("data:\n  train_path: null\n")
-    prompts = load_prompts(builtin_path("train"))[:4]
     logs = []
-    for g, row in enumerate(prompts):
+    for g, row in enumerate(load_prompts(builtin_path("train"))[:prompts]):
         a, b = row.answers[0], row.answers[1]
         texts = [a, f"{a}.", f"It is {a}, I think", b, f"Surely {b}", "zzz qq", "no idea"]
         for k, text in enumerate(texts):
@@ -214,6 +214,7 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     # human pairs only are validated (one source here: no source fold); rollout pairs train
     assert "| labeller/ann | 10 |" in log and "| labeller/bo | 10 |" in log
     assert "source/" not in log and "labeller/verifier" not in log
+    assert "fold 2/2 of ngram: ROC-AUC " in log  # each fold as it ends
     # each backend's labeller mean without and with the in-domain pairs; lexical ones unchanged
     change = [line for line in log.splitlines() if line.startswith("| jaccard | ")]
     assert len(change) == 1 and change[0].endswith("| +0.000 |"), change
@@ -237,6 +238,50 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
         roc_auc([r.label for r in val], clf.predict_proba(pairs)))
     assert "## Human validation pairs" in card and "Change: " in card
     assert f"in-domain pairs from the rollouts of {run}" in card and "human pairs" in card
+    split = json.loads((run / "classifier" / "config.json").read_text())["meta"]["report"]["split"]
+    assert split["calibrated_on"] == "all" and split["calibration_pairs"] == split["val_pairs"]
+
+
+def test_calibrate_on_in_domain_end_to_end(tmp_path, tiny_encoder):
+    """data.calibrate_on=in_domain: the saved threshold is the best F1 on the in-domain
+    validation pairs alone, and the model card says so."""
+    from darling.partition import load_classifier
+    from darling.partition.calibration import best_f1_threshold
+    from darling.partition.pairs_data import split_by_prompt
+
+    run = tmp_path / "run"
+    write_run(run, prompts=12)
+    human = write_human(tmp_path / "human.jsonl")
+    out = subprocess.run(
+        [sys.executable, "train_classifier.py", "data=rollouts", f"data.run={run}",
+         f"data.path={human}", "data.val_fraction=0.3", "data.calibrate_on=in_domain",
+         f"classifier.encoder={tiny_encoder}", "classifier.tuned_layers=0",
+         "classifier.max_length=64", f"baseline_encoder={tiny_encoder}",
+         f"hydra.run.dir={tmp_path / 'h'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    clf = load_classifier(run / "classifier")
+    meta = json.loads((run / "classifier" / "config.json").read_text())["meta"]
+    split = meta["report"]["split"]
+    assert split["calibrated_on"] == ["judge", "verifier"]
+    assert 0 < split["calibration_pairs"] < split["val_pairs"]
+    card = (run / "classifier" / "MODEL_CARD.md").read_text()
+    assert (f"(best F1 on the {split['calibration_pairs']} validation pairs of judge, verifier)"
+            in card)
+    # the same pairs rebuilt from the run: the threshold is their best F1
+    from omegaconf import OmegaConf
+    from train_classifier import IN_DOMAIN, load_data
+
+    data = OmegaConf.load(ROOT / "conf/train_classifier/data/rollouts.yaml").data
+    data.run, data.path, data.val_fraction = str(run), str(human), 0.3
+    rows, _, _ = load_data(data)
+    _, val = split_by_prompt(rows, 0.3, 0)
+    chosen = [r for r in val if r.labeler in IN_DOMAIN]
+    assert len(chosen) == split["calibration_pairs"]
+    expected, _ = best_f1_threshold([r.label for r in chosen],
+                                    clf.predict_proba([(r.text_a, r.text_b) for r in chosen]))
+    assert clf.threshold_ == pytest.approx(expected, abs=1e-6)
 
 
 def test_heldout_categories_are_seeded_and_bounded():
@@ -306,3 +351,19 @@ def test_tiny_training_run_to_in_domain_classifier(tmp_path, tiny_encoder):
     judged = int(card.split(" by the LM judge (stand-in)")[0].rsplit(", ", 1)[1])
     assert judged > 0  # the tiny run's own pairs were labelled and trained on
     assert (run / "pair_labels.jsonl").is_file()  # the label cache
+
+
+def test_calibrate_on_is_validated():
+    from omegaconf import OmegaConf
+    from train_classifier import IN_DOMAIN, calibration_labelers
+
+    def data(source, choice):
+        return OmegaConf.create({"source": source, "calibrate_on": choice})
+
+    assert calibration_labelers(data("rollouts", "all")) is None
+    assert calibration_labelers(data("rollouts", "in_domain")) == IN_DOMAIN
+    assert calibration_labelers(OmegaConf.create({"source": "human"})) is None
+    with pytest.raises(ValueError, match="choose all or in_domain"):
+        calibration_labelers(data("rollouts", "human"))
+    with pytest.raises(ValueError, match="use data=rollouts"):
+        calibration_labelers(data("human", "in_domain"))

@@ -476,3 +476,36 @@ def test_train_and_calibrate_then_save_with_card(tiny_encoder, tmp_path):
     saved = json.loads((out / "config.json").read_text())["meta"]["report"]["parameters"]
     assert saved == clf.parameter_counts() and saved["stored"] < saved["inference"]
     assert "## Validation metrics" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_train_and_calibrate_on_some_labellers(tiny_encoder):
+    """``calibrate_labelers``: the threshold is the best F1 on those labellers' validation pairs
+    alone, the report still covers every validation pair, and a choice without both labels is
+    refused."""
+    from darling.partition.calibration import best_f1_threshold, roc_auc
+    from darling.partition.pairs_data import PairRow, split_by_prompt
+    from darling.partition.training import train_and_calibrate
+
+    rows = [PairRow(prompt=f"p{k % 6}", text_a=a, text_b=b, label=y, labeler=f"l{k % 2}")
+            for k, ((a, b), y) in enumerate(zip(FIT_PAIRS * 4, FIT_LABELS * 4, strict=True))]
+    _, val = split_by_prompt(rows, 0.5, 0)
+    chosen = [r for r in val if r.labeler == "l1"]
+    assert 0 < sum(r.label for r in chosen) < len(chosen) < len(val)
+
+    def fresh():
+        return EmbedOnceClassifier(encoder=tiny_encoder, max_length=64, tuned_layers=0)
+
+    clf, report = train_and_calibrate(rows, fresh(), 0.5, 0, encoder_for_baseline=tiny_encoder,
+                                      calibrate_labelers={"l1"})
+    expected, _ = best_f1_threshold([r.label for r in chosen],
+                                    clf.predict_proba([(r.text_a, r.text_b) for r in chosen]))
+    assert clf.threshold_ == expected == report["val"]["threshold"]
+    assert report["split"]["calibrated_on"] == ["l1"]
+    assert report["split"]["calibration_pairs"] == len(chosen)
+    every = clf.predict_proba([(r.text_a, r.text_b) for r in val])  # measured on all of them
+    assert report["val"]["roc_auc"] == pytest.approx(roc_auc([r.label for r in val], every))
+    _, everyone = train_and_calibrate(rows, fresh(), 0.5, 0, encoder_for_baseline=tiny_encoder)
+    assert everyone["split"]["calibrated_on"] == "all"
+    assert everyone["split"]["calibration_pairs"] == len(val)
+    with pytest.raises(ValueError, match="need both labels"):
+        train_and_calibrate(rows, fresh(), 0.5, 0, calibrate_labelers={"nobody"})

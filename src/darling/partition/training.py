@@ -8,7 +8,7 @@ same validation pairs (frozen-encoder cosine similarity and unigram Jaccard).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,36 @@ def train_and_calibrate(
     val_fraction: float,
     seed: int,
     encoder_for_baseline: str | None = None,
+    calibrate_labelers: Collection[str] | None = None,
 ) -> tuple[PairClassifier, dict[str, Any]]:
     """Fit ``classifier`` on the training prompts and calibrate ``threshold_`` on the rest.
 
+    ``threshold_`` is the best-F1 threshold on the validation pairs, or on those of
+    ``calibrate_labelers`` alone when given (e.g. the in-domain labellers, so that a validation
+    set dominated by another domain does not set the threshold of this one).
+
     Returns ``(classifier, report)``; ``report`` holds split sizes, the validation metrics of the
-    classifier at its calibrated threshold (``val``), the same for each baseline
-    (``baselines/<name>``, each thresholded by its own best F1 on validation), and per-labeller
-    validation ROC-AUC where a labeller has both classes.
+    classifier at its calibrated threshold on all validation pairs (``val``), the same for each
+    baseline (``baselines/<name>``, each thresholded by its own best F1 on validation), and
+    per-labeller validation ROC-AUC where a labeller has both classes.
     """
     train, val = split_by_prompt(rows, val_fraction, seed)
     classifier.fit([(r.text_a, r.text_b) for r in train], [r.label for r in train])
     y_val = [r.label for r in val]
-    proba = classifier.calibrate([(r.text_a, r.text_b) for r in val], y_val)
+    val_pairs = [(r.text_a, r.text_b) for r in val]
+    if calibrate_labelers is None:
+        proba = classifier.calibrate(val_pairs, y_val)
+        calibrated = [r.label for r in val]
+    else:
+        chosen = [r for r in val if r.labeler in calibrate_labelers]
+        calibrated = [r.label for r in chosen]
+        if not 0 < sum(calibrated) < len(calibrated):
+            raise ValueError(
+                f"calibrating on labellers {sorted(calibrate_labelers)}: their validation pairs "
+                f"({len(chosen)}, {sum(calibrated)} equivalent) need both labels; raise "
+                "val_fraction or calibrate on every validation pair")
+        classifier.calibrate([(r.text_a, r.text_b) for r in chosen], calibrated)
+        proba = classifier.predict_proba(val_pairs)
     report: dict[str, Any] = {
         "split": {
             "seed": seed,
@@ -74,6 +92,8 @@ def train_and_calibrate(
             "val_pairs": len(val),
             "train_positive_share": float(np.mean([r.label for r in train])),
             "val_positive_share": float(np.mean(y_val)),
+            "calibrated_on": "all" if calibrate_labelers is None else sorted(calibrate_labelers),
+            "calibration_pairs": len(calibrated),
         },
         "val": evaluate_scores(y_val, proba, classifier.threshold_),
         "baselines": {},
@@ -133,10 +153,13 @@ def model_card(report: dict[str, Any], config: dict[str, Any], command: str) -> 
             f"| {name} (untrained) | {base['roc_auc']:.3f} | {base['best_f1']:.3f} | "
             f"{base['accuracy']:.3f} | {base['threshold']:.3f} |"
         )
+    calibrated_on = split.get("calibrated_on", "all")
+    on = ("validation" if calibrated_on == "all" else
+          f"the {split['calibration_pairs']} validation pairs of {', '.join(calibrated_on)}")
     lines += [
         "",
-        f"Decision rule: equivalent iff p > {val['threshold']:.4f} (best F1 on validation). "
-        "Because the threshold is chosen on the same pairs, F1 and accuracy are optimistic; "
+        f"Decision rule: equivalent iff p > {val['threshold']:.4f} (best F1 on {on}). "
+        "Because the threshold is chosen on validation pairs, F1 and accuracy are optimistic; "
         "ROC-AUC does not depend on it.",
         "",
         "Per-labeller validation ROC-AUC (small samples, noisy): "
