@@ -137,9 +137,10 @@ def model_card(report: dict[str, Any], config: dict[str, Any], command: str) -> 
         f"Prompt-disjoint split, seed {split['seed']}, validation fraction "
         f"{split['val_fraction']}: {split['train_pairs']} training pairs "
         f"({split['train_positive_share']:.1%} similar), {split['val_pairs']} validation pairs "
-        f"({split['val_positive_share']:.1%} similar). Features, learning rate and epochs were "
-        "chosen on prompt-disjoint folds inside the training split (docs/partition.md); the "
-        "validation split only calibrates the threshold and measures.",
+        f"({split['val_positive_share']:.1%} similar). The validation split only calibrates "
+        "the threshold and measures; docs/partition.md says how each recipe's features, "
+        "learning rate and epochs were chosen (the default's on prompt-disjoint folds inside "
+        "the training split).",
         "",
         "## Validation metrics",
         "",
