@@ -73,7 +73,7 @@ def train_and_calibrate(
     val_pairs = [(r.text_a, r.text_b) for r in val]
     if calibrate_labelers is None:
         proba = classifier.calibrate(val_pairs, y_val)
-        calibrated = [r.label for r in val]
+        calibrated = y_val
     else:
         chosen = [r for r in val if r.labeler in calibrate_labelers]
         calibrated = [r.label for r in chosen]
