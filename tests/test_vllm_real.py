@@ -79,9 +79,11 @@ def test_the_engine_samples_from_the_current_policy_at_every_step(straight):
     assert len({r["rollout/logp_mean"] for r in rows}) == STEPS
 
 
-def test_a_skipped_sync_fails_the_check(tmp_path):
+def test_a_skipped_sync_fails_the_check_and_importance_weights_see_it(tmp_path):
     """The proof that the check can fail: the sync after step 0 is skipped, so step 1 samples
-    from the initial weights while the trainer scores them with the updated ones."""
+    from the initial weights while the trainer scores them with the updated ones. With
+    ``optim.importance_cap`` the token weights pi_train / pi_sampler are 1 while the engine is in
+    sync and move away from 1 at the stale step."""
     skip_first_sync = textwrap.dedent("""
         from darling.rollout.vllm import VLLMRollout
         sync = VLLMRollout.sync
@@ -92,10 +94,13 @@ def test_a_skipped_sync_fails_the_check(tmp_path):
         VLLMRollout.sync = skip_once
     """)
     run = tmp_path / "skipped"
-    _train(run, "trainer.max_steps=3", code=skip_first_sync)
+    _train(run, "trainer.max_steps=3", "optim.importance_cap=2", code=skip_first_sync)
     gaps = _gaps(run)
     assert gaps[0] < SAMPLER_TOL and gaps[1] > SAMPLER_TOL, gaps
     assert gaps[2] < SAMPLER_TOL, gaps  # the next sync brings the engine back
+    weights = [float(r["loss/importance_weight_mean"]) for r in metric_rows(run)]
+    assert abs(weights[0] - 1) < SAMPLER_TOL and abs(weights[2] - 1) < SAMPLER_TOL, weights
+    assert abs(weights[1] - 1) > SAMPLER_TOL, weights
 
 
 def test_same_seed_same_rollouts_and_resume_after_sigterm_is_bit_exact(straight, tmp_path):
