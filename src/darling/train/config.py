@@ -107,8 +107,8 @@ class OptimSpec:
     """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
     importance_cap: float | None = None
     """Truncated importance sampling for an engine that samples apart from the policy
-    (rollout=vllm): each token's loss is weighted by ``min(pi_old / pi_sampler, cap)`` (verl and
-    the TIS write-up use cap 2). None: off; the gap is logged as ``rollout/sampler/*`` anyway."""
+    (rollout=vllm): each token's loss is weighted by ``min(pi_old / pi_sampler, cap)``
+    (docs/training.md). None: off; the gap is logged as ``rollout/sampler/*`` anyway."""
 
 
 @dataclass
