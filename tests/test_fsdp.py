@@ -109,8 +109,11 @@ def test_lora_with_kl_on_two_sharded_ranks_trains_like_one_process(tmp_path):
     rows_a, rows_b = metric_rows(tmp_path / "sharded"), metric_rows(tmp_path / "single")
     assert len(rows_a) == len(rows_b) == STEPS
     for ra, rb in zip(rows_a, rows_b, strict=True):
-        for key in ("loss/grad_norm", "loss/total", "loss/kl"):
+        for key in ("loss/grad_norm", "loss/total"):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-8), key
+        # k3 of log-prob differences d ~ 0.05: float32 log-probs (|log p| ~ 10, rounding ~1e-6)
+        # carry an absolute error of about |d| * 1e-6 = 5e-8 into it (measured: 2.2e-8)
+        assert float(ra["loss/kl"]) == pytest.approx(float(rb["loss/kl"]), abs=1e-7)
     assert float(rows_a[-1]["loss/kl"]) > 0  # the adapters moved away from the reference
 
 
