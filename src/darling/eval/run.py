@@ -199,7 +199,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     pass_at_k.png. The generations are written before scoring, so a failing scorer loses none."""
     check_eval_config(cfg)
     check_api_key_env(cfg.quality)
-    rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"))
+    rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"), cfg.data.prompt_template)
     if cfg.eval.max_prompts is not None:
         rows = rows[: cfg.eval.max_prompts]
     policy, tokenizer, info = load_eval_policy(cfg)
@@ -228,7 +228,7 @@ def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, toke
     batch = int(cfg.eval.prompts_per_batch)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
-        prompts = [chat_prompt(tokenizer, r.prompt, cfg.data.system_prompt) for r in chunk]
+        prompts = [chat_prompt(tokenizer, r, cfg.data.system_prompt) for r in chunk]
         seeds = group_seeds(cfg.seed, range(start, start + len(chunk)), int(cfg.eval.k),
                             stream=EVAL_STREAM)
         rollouts = engine.generate(prompts, [r.id for r in chunk], seeds=seeds)

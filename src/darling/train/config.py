@@ -64,7 +64,9 @@ class RolloutSpec(SamplingSpec):
 
 @dataclass
 class DataSpec:
-    """Prompt files: JSONL or Parquet with ``prompt`` and ``answers`` / ``ground_truth``."""
+    """Prompt files (``darling.tasks.prompts``): JSONL, a JSON array, Parquet (verl) or
+    ``hf:<dataset>[:<split>]``; plain or chat-message prompts, with ``answers`` /
+    ``ground_truth`` (or verl's ``reward_model.ground_truth``, DeepScaleR's ``answer``)."""
 
     train_path: str | None = None
     """None: the built-in open-ended verifiable task's training prompts."""
@@ -73,6 +75,10 @@ class DataSpec:
     prompts_per_step: int = 2
     """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
     system_prompt: str | None = None
+    """Put first in every prompt's chat (unless its messages bring their own system message)."""
+    prompt_template: str | None = None
+    """A string with ``{prompt}``, into which each prompt's text is put (e.g. a math
+    answer-format instruction for DeepScaleR problems); None: the prompt as written."""
     max_prompt_tokens: int = 1024
     """Longest training prompt in tokens (chat template included); a longer one fails at start,
     naming its id, instead of running the update out of memory."""

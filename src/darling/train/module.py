@@ -109,7 +109,7 @@ class DarlingModule(L.LightningModule):
         scheduled = self.schedule.rows_for_step(step, self.global_rank, self.trainer.world_size)
         group_ids = [gid for gid, _ in scheduled]
         rows = [row for _, row in scheduled]
-        prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
+        prompts = [chat_prompt(self.tokenizer, row, self.system_prompt) for row in rows]
         # a function of the run seed and the group only (``group_seeds``): neither resuming nor
         # changing the number of processes changes a group's rollouts
         seeds = group_seeds(self.seed, group_ids, self.engine.sampling.n_per_prompt)

@@ -24,6 +24,7 @@ from darling.models.loading import load_policy
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
+from darling.tasks.prompts import HUB_PREFIX
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy, StepMetrics
 from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from darling.train.data import PromptDataModule, check_prompt_lengths
@@ -106,6 +107,8 @@ def validate(cfg: DictConfig) -> None:
         if path is not None and str(path).endswith(".parquet"):
             require_module("pandas", f"the Parquet prompt file {path}")
             require_module("pyarrow", f"the Parquet prompt file {path}")
+        if path is not None and str(path).startswith(HUB_PREFIX):
+            require_module("datasets", f"the hub dataset {path}")
 
 
 def _missing_classifier_errors(cfg: DictConfig) -> list[str]:
