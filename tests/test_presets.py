@@ -1,0 +1,211 @@
+"""The paper's two recipes as presets (conf/experiment/, issue 22): each composes the settings of
+darling-spec.md, each runs scaled down on the CPU (the tiny policy, a reward model and a
+classifier built in code, a few prompts and tokens), and the paper's models without a preset
+fail at once naming it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from darling.train.run import train, validate
+from tests.conftest import ROOT
+
+SCALED_DOWN = [
+    "model=tiny",
+    "trainer=cpu",
+    "rollout=hf",
+    "data.global_prompts_per_step=2",
+    "rollout.n_per_prompt=4",
+    "rollout.max_new_tokens=6",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
+]
+"""A preset shrunk to seconds on one core: everything else stays the preset's."""
+
+CHAT_PROMPTS = [
+    {"prompt": [{"role": "user", "content": "Write a haiku about autumn."}]},
+    {"prompt": [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Suggest a name for a cat."}]},
+    {"prompt": [{"role": "user", "content": "Give me a tip for learning to cook."}]},
+]
+"""WildChat-style open prompts in TRL's conversational format."""
+
+MATH_PROBLEMS = [
+    {"problem": "What is $2 + 3$?", "answer": "5", "solution": "2 + 3 = 5."},
+    {"problem": "Compute $\\frac{1}{2} + \\frac{1}{4}$.", "answer": "\\frac{3}{4}",
+     "solution": "..."},
+    {"problem": "What is $7 \\times 6$?", "answer": "42", "solution": "..."},
+]
+"""DeepScaleR-style rows (deepscaler.json is a JSON array of these)."""
+
+
+def _spec_values(cfg):
+    return {
+        "n": cfg.rollout.n_per_prompt, "prompts": cfg.data.global_prompts_per_step,
+        "tokens": cfg.rollout.max_new_tokens, "lr": cfg.optim.lr, "kl": cfg.optim.kl_coef,
+        "epochs": cfg.optim.ppo_epochs, "mini_batches": cfg.optim.mini_batches,
+        "temperature": cfg.rollout.temperature, "top_p": cfg.rollout.top_p,
+        "floor": cfg.reward.diversity_floor, "std": cfg.reward.std_normalize,
+        "weight": cfg.reward.diversity_weight,
+    }
+
+
+def test_paper_chat_composes_the_spec_settings(compose_cfg):
+    cfg = compose_cfg("+experiment=paper_chat")
+    # spec 1: n = 8 at temperature 1; 64 prompts/step; 1024 tokens; lr 1e-6; KL 0.001 (1.8);
+    # one optimiser step per rollout batch; floor 0.1 (1.4); no std division (1.6)
+    assert _spec_values(cfg) == {
+        "n": 8, "prompts": 64, "tokens": 1024, "lr": 1e-6, "kl": 0.001, "epochs": 1,
+        "mini_batches": 1, "temperature": 1.0, "top_p": 1.0, "floor": 0.1, "std": False,
+        "weight": 1.0}
+    assert cfg.model.path == "meta-llama/Llama-3.1-8B-Instruct"
+    assert cfg.quality._target_ == "darling.quality.RewardModelQuality"
+    assert cfg.classifier.threshold == 0.32 and "cross_encoder" in cfg.classifier._target_
+    # spec 6: signed RM scores are shifted before the multiplication, not multiplied raw
+    assert cfg.reward.fusion._target_.endswith("fuse_multiplicative")
+    assert cfg.reward.quality_transform._target_.endswith("shift_to_group_min")
+    assert cfg.diversity._target_.endswith("PartitionDiversity") and not cfg.diversity.correct_only
+    assert cfg.rollout.engine == "vllm" and "fsdp2" in cfg.trainer.strategy._target_
+
+
+def test_paper_math_composes_the_spec_settings(compose_cfg):
+    cfg = compose_cfg("+experiment=paper_math")
+    # spec 1, 3: 256 prompts x 8; 4 optimiser steps per rollout batch; 8192 tokens; lr 1e-6;
+    # no KL for math
+    assert _spec_values(cfg) == {
+        "n": 8, "prompts": 256, "tokens": 8192, "lr": 1e-6, "kl": 0.0, "epochs": 1,
+        "mini_batches": 4, "temperature": 1.0, "top_p": 1.0, "floor": 0.1, "std": False,
+        "weight": 1.0}
+    assert cfg.model.path == "Qwen/Qwen3-4B-Base"
+    assert cfg.quality._target_ == "darling.quality.MathVerifyQuality"
+    assert cfg.reward.quality_transform._target_.endswith("identity")  # 0/1 needs no shift
+    assert not cfg.diversity.correct_only  # the authors' shipped recipe: all n rollouts
+    # the correct-only partition is one override away (spec 3)
+    assert compose_cfg("+experiment=paper_math", "reward=darling_correct").diversity.correct_only
+
+
+def test_train_py_cfg_job_prints_the_preset():
+    out = subprocess.run(
+        [sys.executable, "train.py", "+experiment=paper_math", "--cfg", "job"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = OmegaConf.create(out.stdout)
+    assert (cfg.optim.mini_batches, cfg.rollout.max_new_tokens, cfg.experiment) == (
+        4, 8192, "paper_math")
+
+
+@pytest.mark.parametrize(("model", "preset"), [("llama8b", "paper_chat"),
+                                               ("qwen3_4b_base", "paper_math")])
+def test_paper_model_on_the_builtin_task_names_its_preset(compose_cfg, model, preset):
+    with pytest.raises(ValueError, match=rf"\+experiment={preset} data.train_path="):
+        validate(compose_cfg(f"model={model}", "reward=darling"))
+
+
+def test_users_exact_command_fails_at_once_naming_the_preset(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "train.py", "model=llama8b", "reward=darling",
+         f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode != 0
+    assert "+experiment=paper_chat" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "config.yaml").exists()  # refused before the run started
+
+
+def test_preset_without_its_inputs_says_what_to_pass(compose_cfg):
+    with pytest.raises(ValueError) as error:
+        validate(compose_cfg("+experiment=paper_chat"))
+    message = str(error.value)
+    for needed in ("+experiment=paper_chat needs its prompts: pass data.train_path",
+                   "quality.path is required", "classifier.model is required"):
+        assert needed in message
+
+
+def test_global_batch_must_divide_among_processes(compose_cfg):
+    cfg = compose_cfg("+experiment=paper_math", *SCALED_DOWN, "trainer=ddp_cpu",
+                      "data.global_prompts_per_step=3", "data.train_path=x.jsonl")
+    with pytest.raises(ValueError, match="global_prompts_per_step=3 must be a multiple of the 2"):
+        validate(cfg)
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory):
+    """A tiny random Llama reward model (one logit) with the SmolLM2 tokenizer and its chat
+    template, saved as a sequence-classification checkpoint."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from darling.models.smollm2 import smollm2_path
+
+    path = tmp_path_factory.mktemp("rm")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+        pad_token_id=tokenizer.pad_token_id, max_position_embeddings=512))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def modernbert(tmp_path_factory):
+    """A 2-layer ModernBERT two-class pair classifier with the MiniLM WordPiece tokenizer."""
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForSequenceClassification
+
+    from darling.partition.encoder import default_encoder_path
+
+    path = tmp_path_factory.mktemp("modernbert")
+    torch.manual_seed(0)
+    model = ModernBertForSequenceClassification(ModernBertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, pad_token_id=0, cls_token_id=101,
+        sep_token_id=102, bos_token_id=101, eos_token_id=102, num_labels=2))
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(path)
+    return str(path)
+
+
+def _rollouts(run_dir):
+    return [json.loads(line) for line in (run_dir / "rollouts" / "rank0.jsonl").open()]
+
+
+def test_paper_chat_runs_scaled_down(compose_cfg, tmp_path, reward_model, modernbert):
+    prompts = tmp_path / "wildchat.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in CHAT_PROMPTS))
+    cfg = compose_cfg(
+        "+experiment=paper_chat", *SCALED_DOWN, f"data.train_path={prompts}",
+        f"quality.path={reward_model}", "quality.dtype=float32",
+        f"classifier.model={modernbert}", "trainer.max_steps=1",
+    )
+    train(cfg, tmp_path / "run")
+    records = _rollouts(tmp_path / "run")
+    assert len(records) == 2 * 4  # 2 prompts x 4 rollouts
+    for gid in {r["group_id"] for r in records}:
+        rewards = [r["reward"] for r in records if r["group_id"] == gid]
+        qualities = [r["quality"] for r in records if r["group_id"] == gid]
+        # the reward-model score is shifted to the group minimum before x Norm(Div): the
+        # worst rollout of each group gets 0, none gets a negative reward
+        assert min(rewards) == pytest.approx(0.0) and min(rewards) >= 0
+        assert len(set(qualities)) > 1  # the RM scored each rollout
+    saved = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert saved.optim.kl_coef == 0.001 and saved.data.prompts_per_step == 2
+
+
+def test_paper_math_runs_scaled_down(compose_cfg, tmp_path):
+    problems = tmp_path / "deepscaler.json"
+    problems.write_text(json.dumps(MATH_PROBLEMS))
+    cfg = compose_cfg(
+        "+experiment=paper_math", *SCALED_DOWN, f"data.train_path={problems}",
+        "trainer.max_steps=4",  # 4 optimiser steps = one rollout batch in 4 mini-batches
+    )
+    train(cfg, tmp_path / "run")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["darling"]["rollout_step"] == 1
+    records = _rollouts(tmp_path / "run")
+    assert len(records) == 8 and {r["quality"] for r in records} <= {0.0, 1.0}
