@@ -1,9 +1,10 @@
 """Prompt files: rows of one kind, loaded into frozen ``PromptRow`` records.
 
-Sources: a ``.jsonl`` file (one JSON object per line), a ``.json`` file holding one JSON array
-of objects (DeepScaleR's ``deepscaler.json``), a ``.parquet`` file (verl's data files; needs
-pandas and pyarrow), or ``hf:<dataset>[:<split>]``, a hub dataset read with the ``datasets``
-library where the machine has hub access (never a default).
+Sources: ``builtin:<name>`` (a set shipped in the package, ``BUILTIN_SETS``), a ``.jsonl``
+file (one JSON object per line), a ``.json`` file holding one JSON array of objects
+(DeepScaleR's ``deepscaler.json``), a ``.parquet`` file (verl's data files; needs pandas and
+pyarrow), or ``hf:<dataset>[:<split>]``, a hub dataset read with the ``datasets`` library where
+the machine has hub access (never a default).
 
 A row is one of
 
@@ -102,6 +103,28 @@ def builtin_path(split: str) -> Path:
     return DATA_DIR / f"builtin_{split}.jsonl"
 
 
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_SETS = {
+    "train": "builtin_train.jsonl",
+    "heldout": "builtin_heldout.jsonl",
+    "math_train": "math_train.jsonl",
+    "math_heldout": "math_heldout.jsonl",
+}
+"""``builtin:<name>`` prompt sets shipped in the package (``tasks/data``): the open-ended task
+and the CPU math task (``darling.tasks.build_math``)."""
+
+
+def resolve_builtin(path: str | Path) -> str | Path:
+    """``builtin:<name>`` -> the shipped file; any other path unchanged."""
+    if not str(path).startswith(BUILTIN_PREFIX):
+        return path
+    name = str(path)[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_SETS:
+        raise ValueError(f"{path}: no such built-in prompt set; choose one of "
+                         f"{[BUILTIN_PREFIX + n for n in BUILTIN_SETS]}")
+    return DATA_DIR / BUILTIN_SETS[name]
+
+
 def load_prompts(path: str | Path, template: str | None = None) -> list[PromptRow]:
     """Read a prompt file (``.jsonl``, ``.json`` array, ``.parquet``) or a hub dataset
     (``hf:<dataset>[:<split>]``) into ``PromptRow`` records, in file order.
@@ -118,6 +141,7 @@ def load_prompts(path: str | Path, template: str | None = None) -> list[PromptRo
     """
     if template is not None and "{prompt}" not in template:
         raise ValueError(f"data.prompt_template={template!r} must contain {{prompt}}")
+    path = resolve_builtin(path)
     if str(path).startswith(HUB_PREFIX):
         name, unit, raw = str(path), "row", _hub_records(str(path))
     else:
