@@ -209,3 +209,67 @@ def test_paper_math_runs_scaled_down(compose_cfg, tmp_path):
     assert ckpt["global_step"] == 4 and ckpt["darling"]["rollout_step"] == 1
     records = _rollouts(tmp_path / "run")
     assert len(records) == 8 and {r["quality"] for r in records} <= {0.0, 1.0}
+
+
+# --- the verifiable regime on the CPU: +experiment=math_cpu, +eval=math_cpu ------------------
+
+
+def test_math_task_files_are_reproducible_checked_and_disjoint(tmp_path):
+    from darling.tasks import build_math
+    from darling.tasks.prompts import DATA_DIR, load_prompts
+
+    build_math.main(["--out", str(tmp_path)])
+    for name in ("math_train.jsonl", "math_heldout.jsonl"):
+        assert (tmp_path / name).read_bytes() == (DATA_DIR / name).read_bytes()
+    train_rows, heldout = load_prompts("builtin:math_train"), load_prompts("builtin:math_heldout")
+    assert (len(train_rows), len(heldout)) == (180, 30)
+
+    def sums(rows):
+        out = set()
+        for row in rows:
+            a, b = (int(x) for x in row.prompt.split("What is ")[1].split("?")[0].split(" + "))
+            assert row.ground_truth == str(a + b) and row.kind == "ground_truth"
+            out.add(frozenset((a, b)))
+        return out
+
+    assert not sums(train_rows) & sums(heldout)  # no held-out sum, in either order, is trained
+
+
+def test_math_cpu_composes(compose_cfg):
+    cfg = compose_cfg("+experiment=math_cpu")
+    assert cfg.quality._target_ == "darling.quality.MathVerifyQuality"
+    assert cfg.data.train_path == "builtin:math_train" and cfg.model.name == "smollm2_135m"
+    assert cfg.optim.kl_coef == 0.0 and not cfg.diversity.correct_only
+    assert compose_cfg("+experiment=math_cpu", "reward=darling_correct").diversity.correct_only
+
+
+def test_math_cpu_trains_and_evaluates_pass_at_k(tmp_path):
+    """``python train.py +experiment=math_cpu`` (one tiny step), then ``evaluate.py
+    +eval=math_cpu`` on held-out sums (k shrunk from 64 to 4, two prompts)."""
+    from hydra import compose, initialize_config_dir
+
+    from darling.eval.config import register_eval_configs
+    from darling.eval.run import evaluate
+    from tests.conftest import CONF
+
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, "train.py", "+experiment=math_cpu", "model=tiny", "trainer.max_steps=1",
+         "rollout.n_per_prompt=4", "rollout.max_new_tokens=4", "data.prompts_per_step=2",
+         "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(_rollouts(run)) == 8
+    register_eval_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        full = compose(config_name="evaluate", overrides=["+eval=math_cpu"])
+        cfg = compose(config_name="evaluate", overrides=[
+            "+eval=math_cpu", f"ckpt={run}", "eval.k=4", "eval.max_prompts=2",
+            "rollout.max_new_tokens=4", f"eval.out_dir={tmp_path / 'eval'}"])
+    assert (full.eval.k, full.rollout.temperature, full.rollout.top_p) == (64, 0.6, 0.95)
+    summary = evaluate(cfg, cfg.eval.out_dir)
+    assert [k for k in summary if k.startswith("pass@")] == ["pass@1", "pass@2", "pass@4"]
+    assert summary["prompts"] == 2 and summary["generations"] == 8
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["prompts"] == "builtin:math_heldout"
