@@ -82,7 +82,8 @@ def default_eval_dir(
             f"ckpt={ckpt!r}: {Path(ckpt).resolve()} does not exist (pass a run directory from "
             "runs/, its policy/ folder or a .ckpt file)"
         )
-    suffix = f"-{Path(str(eval_path)).stem}" if eval_path else ""
+    # builtin:math_heldout -> -builtin-math_heldout, hf:org/set:split -> -set-split
+    suffix = f"-{Path(str(eval_path)).stem.replace(':', '-')}" if eval_path else ""
     if ckpt:
         return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}{suffix}")
     return f"evals/{model_name}-base-k{k}-seed{seed}{suffix}"
