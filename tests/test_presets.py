@@ -273,3 +273,21 @@ def test_math_cpu_trains_and_evaluates_pass_at_k(tmp_path):
     assert summary["prompts"] == 2 and summary["generations"] == 8
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["prompts"] == "builtin:math_heldout"
+
+
+def test_resume_of_a_run_from_before_the_new_settings(compose_cfg, tmp_path):
+    """Runs started before data.prompt_template, data.global_prompts_per_step, experiment and
+    model.paper_preset existed resume: a key their config.yaml lacks may stay at null."""
+    from darling.train.run import check_resume_config
+
+    cfg = compose_cfg("model=tiny")
+    old = OmegaConf.to_container(cfg, resolve=True)
+    for section, key in (("data", "prompt_template"), ("data", "global_prompts_per_step"),
+                         ("model", "paper_preset")):
+        del old[section][key]
+    del old["experiment"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
+    check_resume_config(cfg, tmp_path)
+    with pytest.raises(ValueError, match=r"data.prompt_template: '<unset>' -> 'x \{prompt\}'"):
+        check_resume_config(compose_cfg("model=tiny", "data.prompt_template='x {prompt}'"),
+                            tmp_path)

@@ -479,7 +479,8 @@ RESUMABLE_KEYS = (
 def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume ``run_dir`` under a config that changes the run's meaning (seed, reward,
     sampling, model, data, optimiser...): every key but ``RESUMABLE_KEYS`` must equal the saved
-    ``config.yaml``. The message lists the differing keys; the saved config is left untouched."""
+    ``config.yaml`` (a key the saved config lacks may stay at null: a newer schema's default).
+    The message lists the differing keys; the saved config is left untouched."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
@@ -490,6 +491,8 @@ def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
         for key in sorted(set(saved) | set(current))
         if saved.get(key, _MISSING) != current.get(key, _MISSING)
         and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+        # a setting added to the schema after the run started, left at its null default
+        and not (key not in saved and current.get(key) is None)
     ]
     if differing:
         raise ValueError(
