@@ -11,6 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from darling.eval.run import check_eval_config, evaluate
 from darling.train.run import train, validate
 from tests.conftest import ROOT
 
@@ -171,6 +172,17 @@ def modernbert(tmp_path_factory):
     return str(path)
 
 
+def _eval_cfg(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    from darling.eval.config import register_eval_configs
+    from tests.conftest import CONF
+
+    register_eval_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
 def _rollouts(run_dir):
     return [json.loads(line) for line in (run_dir / "rollouts" / "rank0.jsonl").open()]
 
@@ -209,6 +221,18 @@ def test_paper_math_runs_scaled_down(compose_cfg, tmp_path):
     assert ckpt["global_step"] == 4 and ckpt["darling"]["rollout_step"] == 1
     records = _rollouts(tmp_path / "run")
     assert len(records) == 8 and {r["quality"] for r in records} <= {0.0, 1.0}
+    # its evaluation, +eval=paper_math: N = 128 at T 0.6, top_p 0.95 (spec 3), shrunk to k = 4
+    full = _eval_cfg("+eval=paper_math")
+    assert (full.eval.k, full.rollout.temperature, full.rollout.top_p,
+            full.rollout.max_new_tokens) == (128, 0.6, 0.95, 8192)
+    assert full.data.prompt_template == cfg.data.prompt_template  # as in training
+    with pytest.raises(ValueError, match=r"\+eval=paper_math needs its prompts"):
+        check_eval_config(full)
+    summary = evaluate(_eval_cfg(
+        "+eval=paper_math", f"ckpt={tmp_path / 'run'}", f"data.eval_path={problems}",
+        "eval.k=4", "rollout.max_new_tokens=4", f"eval.out_dir={tmp_path / 'eval'}",
+    ), tmp_path / "eval")
+    assert summary["prompts"] == 3 and "pass@4" in summary
 
 
 # --- the verifiable regime on the CPU: +experiment=math_cpu, +eval=math_cpu ------------------
@@ -246,12 +270,6 @@ def test_math_cpu_composes(compose_cfg):
 def test_math_cpu_trains_and_evaluates_pass_at_k(tmp_path):
     """``python train.py +experiment=math_cpu`` (one tiny step), then ``evaluate.py
     +eval=math_cpu`` on held-out sums (k shrunk from 64 to 4, two prompts)."""
-    from hydra import compose, initialize_config_dir
-
-    from darling.eval.config import register_eval_configs
-    from darling.eval.run import evaluate
-    from tests.conftest import CONF
-
     run = tmp_path / "run"
     out = subprocess.run(
         [sys.executable, "train.py", "+experiment=math_cpu", "model=tiny", "trainer.max_steps=1",
@@ -261,12 +279,9 @@ def test_math_cpu_trains_and_evaluates_pass_at_k(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(_rollouts(run)) == 8
-    register_eval_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        full = compose(config_name="evaluate", overrides=["+eval=math_cpu"])
-        cfg = compose(config_name="evaluate", overrides=[
-            "+eval=math_cpu", f"ckpt={run}", "eval.k=4", "eval.max_prompts=2",
-            "rollout.max_new_tokens=4", f"eval.out_dir={tmp_path / 'eval'}"])
+    full = _eval_cfg("+eval=math_cpu")
+    cfg = _eval_cfg("+eval=math_cpu", f"ckpt={run}", "eval.k=4", "eval.max_prompts=2",
+                    "rollout.max_new_tokens=4", f"eval.out_dir={tmp_path / 'eval'}")
     assert (full.eval.k, full.rollout.temperature, full.rollout.top_p) == (64, 0.6, 0.95)
     summary = evaluate(cfg, cfg.eval.out_dir)
     assert [k for k in summary if k.startswith("pass@")] == ["pass@1", "pass@2", "pass@4"]
