@@ -191,6 +191,11 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
         "from tests.test_vllm_engine import FakeLLM as LLM\n"
         "def SamplingParams(**kw):\n    return SimpleNamespace(**kw)\n"
     )
+    (stand_in / "platforms.py").write_text(  # a GPU platform: it has sleep mode
+        "from types import SimpleNamespace\n"
+        "current_platform = SimpleNamespace(device_name='cuda',\n"
+        "                                   is_sleep_mode_available=lambda: True)\n"
+    )
     log = tmp_path / "engine-log"
     log.mkdir()
     env = {**os.environ, "FAKE_VLLM_LOG": str(log),
@@ -198,6 +203,7 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
                                           os.environ.get("PYTHONPATH", "")])}
     run = tmp_path / "run"
     _train(run, *FSDP, "trainer.max_steps=2", "rollout=vllm", "rollout.dtype=float32",
+           "data.max_prompt_tokens=128",
            "rollout.n_per_prompt=4", "rollout.max_new_tokens=6", *lora, env=env)
     logs = [[json.loads(line) for line in (log / f"rank{r}.jsonl").read_text().splitlines()]
             for r in (0, 1)]

@@ -28,7 +28,8 @@ SCALED_DOWN = [
 """A preset shrunk to seconds on one core: everything else stays the preset's."""
 
 CHAT_PROMPTS = [
-    {"prompt": [{"role": "user", "content": "Write a haiku about autumn."}]},
+    {"prompt": [{"role": "system", "content": "You write poems."},
+                {"role": "user", "content": "Write a haiku about autumn."}]},
     {"prompt": [{"role": "system", "content": "You are terse."},
                 {"role": "user", "content": "Suggest a name for a cat."}]},
     {"prompt": [{"role": "user", "content": "Give me a tip for learning to cook."}]},
@@ -187,7 +188,18 @@ def _rollouts(run_dir):
     return [json.loads(line) for line in (run_dir / "rollouts" / "rank0.jsonl").open()]
 
 
-def test_paper_chat_runs_scaled_down(compose_cfg, tmp_path, reward_model, modernbert):
+def test_paper_chat_runs_scaled_down(compose_cfg, tmp_path, reward_model, modernbert,
+                                    monkeypatch):
+    from darling.rollout.hf import HFRollout
+
+    sampled = []
+    generate = HFRollout.generate
+
+    def recording_generate(self, prompts, *args, **kwargs):
+        sampled.extend(prompts)
+        return generate(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(HFRollout, "generate", recording_generate)
     prompts = tmp_path / "wildchat.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in CHAT_PROMPTS))
     cfg = compose_cfg(
@@ -207,6 +219,19 @@ def test_paper_chat_runs_scaled_down(compose_cfg, tmp_path, reward_model, modern
         assert len(set(qualities)) > 1  # the RM scored each rollout
     saved = OmegaConf.load(tmp_path / "run" / "config.yaml")
     assert saved.optim.kl_coef == 0.001 and saved.data.prompts_per_step == 2
+    # the policy continues each row's whole conversation, its own system message included
+    assert len(sampled) == 2 and all(p.rstrip().endswith("assistant") for p in sampled)
+    systems = {r["prompt"][-1]["content"]: r["prompt"][0]["content"] for r in CHAT_PROMPTS
+               if r["prompt"][0]["role"] == "system"}
+    checked = 0
+    for text in sampled:  # two of the three rows bring a system message: one at least is sampled
+        for user, system in systems.items():
+            if user in text:
+                assert system in text
+                checked += 1
+            else:
+                assert system not in text
+    assert checked >= 1
 
 
 def test_paper_math_runs_scaled_down(compose_cfg, tmp_path):

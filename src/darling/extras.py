@@ -15,6 +15,12 @@ EXTRAS = {
 }
 """importable module -> the ``darling[<extra>]`` that installs it (pyproject.toml)."""
 
+INSTALL_HINTS = {
+    "vllm": "pip install 'darling[gpu]' on a GPU machine, or bash scripts/install_cpu.sh --vllm "
+            "for vLLM's CPU build",
+}
+"""Modules whose install is more than one extra."""
+
 
 def require_module(module: str, why: str = "this config") -> None:
     """Raise an ImportError naming the extra to install when ``module`` is missing."""
@@ -23,7 +29,5 @@ def require_module(module: str, why: str = "this config") -> None:
     except ModuleNotFoundError:  # a parent package of a dotted name is missing
         found = False
     if not found:
-        raise ImportError(
-            f"{why} needs {module}, which is not installed: pip install "
-            f"'darling[{EXTRAS.get(module, module)}]'"
-        )
+        hint = INSTALL_HINTS.get(module, f"pip install 'darling[{EXTRAS.get(module, module)}]'")
+        raise ImportError(f"{why} needs {module}, which is not installed: {hint}")

@@ -241,6 +241,7 @@ def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, toke
         texts += rollouts.texts
         gids += rollouts.group_ids
         row_of += [chunk[i] for i in rollouts.prompt_index]
+    engine.close()
     return Samples(texts, gids, row_of)
 
 

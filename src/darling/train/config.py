@@ -43,14 +43,16 @@ class RolloutSpec(SamplingSpec):
     """Sampling settings and the engine that samples."""
 
     engine: str = "hf"
-    """hf (transformers generate on the policy) | vllm (colocated engine, GPU)."""
+    """hf (transformers generate on the policy) | vllm (colocated engine: vLLM's GPU build, or
+    its CPU build from ``scripts/install_cpu.sh --vllm``)."""
     max_batch_sequences: int = 64
     """hf only: sequences sampled per ``generate`` call (prompts x n, chunked); results do not
     depend on it, memory does."""
     gpu_memory_utilization: float = 0.3
     """vLLM only: share of GPU memory for its weights and KV cache."""
-    enable_sleep_mode: bool = True
-    """vLLM only: free the engine's GPU memory during the policy update."""
+    enable_sleep_mode: bool | None = None
+    """vLLM only: free the engine's GPU memory during the policy update. None: on where vLLM
+    has sleep mode (CUDA, ROCm, XPU), off on its CPU build; true where it has none is refused."""
     sleep_level: int = 1
     """vLLM only: 1 offloads the engine's weights to CPU memory while it sleeps; 2 discards them
     (no copy; every sync reloads all weights anyway), safe only where vLLM restores everything
@@ -60,6 +62,12 @@ class RolloutSpec(SamplingSpec):
     cache is sized for max_prompt_tokens + max_new_tokens."""
     dtype: str = "bfloat16"
     """vLLM only: the engine's weight dtype (the policy's weights are cast to it at each sync)."""
+    enforce_eager: bool = False
+    """vLLM only: skip graph compilation and CUDA graphs (starts faster, samples slower); true on
+    the CPU, where compiling dominates short runs."""
+    cpu_kv_cache_gib: int = 1
+    """vLLM's CPU build only: host memory for the KV cache, GiB (``VLLM_CPU_KVCACHE_SPACE``,
+    which wins when set in the environment)."""
 
 
 @dataclass
@@ -107,6 +115,10 @@ class OptimSpec:
     """Optimiser steps per epoch over one rollout batch."""
     micro_batch_size: int = 0
     """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
+    importance_cap: float | None = None
+    """Truncated importance sampling for an engine that samples apart from the policy
+    (rollout=vllm): each token's loss is weighted by ``min(pi_old / pi_sampler, cap)`` (verl and
+    the TIS write-up use cap 2). None: off; the gap is logged as ``rollout/sampler/*`` anyway."""
 
 
 @dataclass

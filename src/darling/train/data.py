@@ -10,12 +10,14 @@ a resumed run continues the stream exactly. The position ``p`` is the rollouts' 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 
+from darling.rollout.base import Rollouts
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
 
@@ -45,15 +47,28 @@ class PromptSchedule:
         return int(self._perms[epoch][offset])
 
 
-class _StepTicks(torch.utils.data.IterableDataset):
-    """An endless stream of step ticks; the module reads prompts from the schedule by its own
-    restored step counter, so a resumed run needs no sampler state."""
+@dataclass
+class RolloutBatch:
+    """One rollout step's input, filled by ``darling.train.rollouts.RolloutCallback`` before
+    ``training_step`` runs."""
 
-    def __iter__(self) -> Iterator[int]:
-        step = 0
+    step: int = -1
+    """The 0-based rollout step (the module's restored counter, not the loader's tick)."""
+    rows: list[PromptRow] = field(default_factory=list)
+    """The step's prompt rows; rollout i answers ``rows[rollouts.prompt_index[i]]``."""
+    rollouts: Rollouts | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds of the callback's phases (``generate``)."""
+
+
+class _StepTicks(torch.utils.data.IterableDataset):
+    """An endless stream of empty rollout batches, one per step; the rollout callback fills each
+    from the schedule by the module's restored step counter, so a resumed run needs no sampler
+    state."""
+
+    def __iter__(self) -> Iterator[RolloutBatch]:
         while True:
-            yield step
-            step += 1
+            yield RolloutBatch()
 
 
 class PromptDataModule(L.LightningDataModule):

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
-from darling.models.loading import load_policy
+from darling.models.loading import load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
@@ -30,6 +30,7 @@ from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_tempora
 from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
+from darling.train.rollouts import RolloutCallback
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ ENGINES = {
     "vllm": (
         "darling.rollout.vllm:VLLMRollout",
         ("gpu_memory_utilization", "enable_sleep_mode", "sleep_level", "max_prompt_tokens",
-         "dtype"),
+         "dtype", "enforce_eager", "cpu_kv_cache_gib"),
     ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
@@ -78,6 +79,11 @@ def validate(cfg: DictConfig) -> None:
          "log-probs would use different dropout masks, so the on-policy PPO ratio is not 1)"),
         (o.lr > 0, f"optim.lr={o.lr}: must be > 0"),
         (o.kl_coef >= 0, f"optim.kl_coef={o.kl_coef}: must be >= 0"),
+        (o.importance_cap is None or o.importance_cap > 0,
+         f"optim.importance_cap={o.importance_cap}: must be > 0 (or null: off)"),
+        (o.importance_cap is None or ro.engine != "hf",
+         f"optim.importance_cap={o.importance_cap} with rollout=hf: the hf engine samples from "
+         "the policy itself, so there is no sampler to correct for; use rollout=vllm or drop it"),
         (o.optimizer in ("adamw", "adamw_8bit"),
          f"optim.optimizer={o.optimizer!r}: choose adamw or adamw_8bit"),
         (o.ppo_epochs >= 1 and o.mini_batches >= 1,
@@ -100,7 +106,8 @@ def validate(cfg: DictConfig) -> None:
                     "and nothing is learned; use 4 or more")
     needed = []
     if ro.engine == "vllm":
-        needed.append("vllm")
+        require_module("vllm")
+        check_sleep_mode(ro)
     if o.optimizer == "adamw_8bit":
         needed.append("bitsandbytes")
     if cfg.logger is not None and "wandb" in str(cfg.logger.get("_target_", "")):
@@ -113,6 +120,15 @@ def validate(cfg: DictConfig) -> None:
             require_module("pyarrow", f"the Parquet prompt file {path}")
         if path is not None and str(path).startswith(HUB_PREFIX):
             require_module("datasets", f"the hub dataset {path}")
+
+
+def check_sleep_mode(rollout: DictConfig) -> None:
+    """``rollout.enable_sleep_mode=true`` where vLLM has no sleep mode (its CPU build) is refused
+    before anything is loaded (vLLM itself would refuse only when the engine starts)."""
+    from darling.rollout.vllm import sleep_mode_available, sleep_mode_error
+
+    if rollout.enable_sleep_mode and not sleep_mode_available():
+        raise ValueError(sleep_mode_error())
 
 
 def _missing_value_errors(cfg: DictConfig) -> list[str]:
@@ -388,20 +404,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                          cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
     if disable_dropout(policy):
         log.info("set the policy's dropout probabilities to 0 (PPO's on-policy ratio must be 1)")
+    engine = build_engine(cfg)
+    engine.check_model(transformers_model(policy).config)
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
         classifier=instantiate(cfg.classifier),
         quality_fn=instantiate(cfg.quality),
         diversity_fn=instantiate(cfg.diversity),
-        engine=build_engine(cfg),
-        schedule=datamodule.schedule,
         reward=build_reward(cfg.reward),
         optim=cfg.optim,
-        seed=cfg.seed,
-        system_prompt=cfg.data.system_prompt,
+        temperature=cfg.rollout.temperature,
         max_failed_steps=cfg.max_failed_steps,
     )
+    rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
     strategy = _strategy(cfg.trainer.strategy)
     every_n = cfg.trainer.checkpoint_every_n_steps
     step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
@@ -424,6 +440,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         # model-parallel strategy writes sharded directories with its own writer
         plugins=[] if isinstance(strategy, ModelParallelStrategy) else [AtomicCheckpointIO()],
         callbacks=[
+            rollouts,  # samples before each step, syncs the engine after it (before its metrics)
             step_metrics,  # before any checkpoint of the step: rows and checkpoints agree
             *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
             ModelCheckpoint(
