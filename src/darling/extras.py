@@ -10,6 +10,7 @@ EXTRAS = {
     "wandb": "wandb",
     "pandas": "parquet",
     "pyarrow": "parquet",
+    "datasets": "hub",
     "hydra_plugins.hydra_submitit_launcher": "slurm",
 }
 """importable module -> the ``darling[<extra>]`` that installs it (pyproject.toml)."""

@@ -72,7 +72,9 @@ class RolloutSpec(SamplingSpec):
 
 @dataclass
 class DataSpec:
-    """Prompt files: JSONL or Parquet with ``prompt`` and ``answers`` / ``ground_truth``."""
+    """Prompt files (``darling.tasks.prompts``): JSONL, a JSON array, Parquet (verl) or
+    ``hf:<dataset>[:<split>]``; plain or chat-message prompts, with ``answers`` /
+    ``ground_truth`` (or verl's ``reward_model.ground_truth``, DeepScaleR's ``answer``)."""
 
     train_path: str | None = None
     """None: the built-in open-ended verifiable task's training prompts."""
@@ -80,7 +82,15 @@ class DataSpec:
     """None: the built-in task's held-out prompts (final measurement only)."""
     prompts_per_step: int = 2
     """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
+    global_prompts_per_step: int | None = None
+    """Prompts per rollout step over all processes (the paper's batch: 64 chat, 256 math); when
+    set it replaces prompts_per_step by global_prompts_per_step / processes, which must divide
+    it. None: prompts_per_step per process."""
     system_prompt: str | None = None
+    """Put first in every prompt's chat (unless its messages bring their own system message)."""
+    prompt_template: str | None = None
+    """A string with ``{prompt}``, into which each prompt's text is put (e.g. a math
+    answer-format instruction for DeepScaleR problems); None: the prompt as written."""
     max_prompt_tokens: int = 1024
     """Longest training prompt in tokens (chat template included); a longer one fails at start,
     naming its id, instead of running the update out of memory."""
@@ -143,6 +153,9 @@ class TrainConfig:
     classifier: Any = MISSING
     logger: Any = None
     seed: int = 0
+    experiment: str | None = None
+    """The ``+experiment=<name>`` preset in use (each preset sets it), so that a preset run
+    without its prompt file fails naming what to pass."""
     run_name: str = MISSING
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last

@@ -77,7 +77,8 @@ class PromptDataModule(L.LightningDataModule):
     def __init__(self, data: Any, seed: int):
         super().__init__()
         self.spec, self.seed = data, seed
-        self.train_rows = load_prompts(data.train_path or builtin_path("train"))
+        self.train_rows = load_prompts(data.train_path or builtin_path("train"),
+                                       data.prompt_template)
         self.schedule = PromptSchedule(self.train_rows, data.prompts_per_step, seed)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
@@ -95,7 +96,7 @@ def check_prompt_lengths(
     ``max_tokens`` (its id, row and length), before anything is sampled."""
     too_long = []
     for index, row in enumerate(rows):
-        text = chat_prompt(tokenizer, row.prompt, system_prompt)
+        text = chat_prompt(tokenizer, row, system_prompt)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if length > max_tokens:
             too_long.append(f"id {row.id!r} (row {index + 1}): {length} tokens")
@@ -113,8 +114,12 @@ def check_prompt_lengths(
 _MAX_SHOWN = 5
 
 
-def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
-    """The prompt in the tokenizer's chat template, ending where the assistant starts."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": prompt})
+def chat_prompt(tokenizer: Any, prompt: str | PromptRow, system_prompt: str | None = None) -> str:
+    """The prompt (a text, or a row whose chat messages are the conversation) in the tokenizer's
+    chat template, ending where the assistant starts. ``system_prompt`` is put first unless the
+    row's messages bring their own system message."""
+    messages = prompt.chat if isinstance(prompt, PromptRow) else [
+        {"role": "user", "content": prompt}]
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

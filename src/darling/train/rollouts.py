@@ -40,7 +40,7 @@ class RolloutCallback(L.Callback):
         scheduled = self.schedule.rows_for_step(step, trainer.global_rank, trainer.world_size)
         group_ids = [gid for gid, _ in scheduled]
         rows = [row for _, row in scheduled]
-        prompts = [chat_prompt(pl_module.tokenizer, r.prompt, self.system_prompt) for r in rows]
+        prompts = [chat_prompt(pl_module.tokenizer, r, self.system_prompt) for r in rows]
         seeds = group_seeds(self.seed, group_ids, self.engine.sampling.n_per_prompt)
         start = time.perf_counter()
         batch.rollouts = self.engine.generate(prompts, group_ids, seeds=seeds)

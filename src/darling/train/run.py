@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
@@ -24,6 +24,7 @@ from darling.models.loading import load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
+from darling.tasks.prompts import HUB_PREFIX
 from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy, StepMetrics
 from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from darling.train.data import PromptDataModule, check_prompt_lengths
@@ -49,6 +50,10 @@ def validate(cfg: DictConfig) -> None:
     """Check the composed config before anything heavy happens; messages say what to change."""
     r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
     check_api_key_env(cfg.quality)
+    missing = _missing_value_errors(cfg) + _paper_preset_errors(cfg)
+    if missing:
+        raise ValueError("invalid config:\n  " + "\n  ".join(missing + scale_errors(cfg)))
+    per_process, batch_error = prompts_per_process(d, _process_count(t))
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
          f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
@@ -66,6 +71,7 @@ def validate(cfg: DictConfig) -> None:
          "evaluate.py may still use top_p < 1"),
         (ro.max_new_tokens >= 1, f"rollout.max_new_tokens={ro.max_new_tokens}: must be >= 1"),
         (d.prompts_per_step >= 1, f"data.prompts_per_step={d.prompts_per_step}: must be >= 1"),
+        (batch_error is None, batch_error),
         (d.max_prompt_tokens >= 1, f"data.max_prompt_tokens={d.max_prompt_tokens}: must be >= 1"),
         (cfg.max_failed_steps >= 0, f"max_failed_steps={cfg.max_failed_steps}: must be >= 0"),
         (cfg.model.lora.dropout == 0,
@@ -82,9 +88,9 @@ def validate(cfg: DictConfig) -> None:
          f"optim.optimizer={o.optimizer!r}: choose adamw or adamw_8bit"),
         (o.ppo_epochs >= 1 and o.mini_batches >= 1,
          "optim.ppo_epochs and optim.mini_batches must be >= 1"),
-        (o.mini_batches <= d.prompts_per_step * ro.n_per_prompt,
-         f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step "
-         f"({d.prompts_per_step * ro.n_per_prompt})"),
+        (o.mini_batches <= per_process * ro.n_per_prompt,
+         f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step and process "
+         f"({per_process * ro.n_per_prompt})"),
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
         (0 <= cfg.seed <= MAX_RUN_SEED,
          f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
@@ -93,7 +99,6 @@ def validate(cfg: DictConfig) -> None:
     ]
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
-    errors += _missing_classifier_errors(cfg)
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
     if ro.n_per_prompt == 1:
@@ -113,6 +118,8 @@ def validate(cfg: DictConfig) -> None:
         if path is not None and str(path).endswith(".parquet"):
             require_module("pandas", f"the Parquet prompt file {path}")
             require_module("pyarrow", f"the Parquet prompt file {path}")
+        if path is not None and str(path).startswith(HUB_PREFIX):
+            require_module("datasets", f"the hub dataset {path}")
 
 
 def check_vllm(rollout: DictConfig) -> None:
@@ -128,17 +135,54 @@ def check_vllm(rollout: DictConfig) -> None:
         raise ValueError(sleep_mode_error())
 
 
-def _missing_classifier_errors(cfg: DictConfig) -> list[str]:
-    """A classifier config with a required field left at ``???`` (``classifier=saved`` needs
-    its directory, ``classifier=darling_modernbert`` the folder of the weights)."""
-    classifier = cfg.get("classifier")
-    if not isinstance(classifier, DictConfig):
+def _missing_value_errors(cfg: DictConfig) -> list[str]:
+    """Required fields left at ``???``: a classifier's (``classifier=saved`` needs its directory,
+    ``classifier=darling_modernbert`` the folder of the weights) or a quality function's
+    (``quality=reward_model`` needs the reward model)."""
+    errors = []
+    for group in ("classifier", "quality"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        errors += [
+            f"{group}.{key} is required by {node.get('_target_', f'the {group} config')}: "
+            f"pass {group}.{key}=<value> (see the comment in its conf/{group}/*.yaml)"
+            for key in sorted(OmegaConf.missing_keys(node))
+        ]
+    return errors
+
+
+def _paper_preset_errors(cfg: DictConfig) -> list[str]:
+    """A paper preset without its prompt file, or a paper model (``model.paper_preset``) on the
+    built-in trivia task: refused at once, naming the preset and what to pass."""
+    if cfg.data.train_path is not None:
+        return []
+    if cfg.get("experiment"):
+        return [f"+experiment={cfg.experiment} needs its prompts: pass data.train_path=<file or "
+                f"hf:<dataset>> (see the comment at the top of conf/experiment/{cfg.experiment}"
+                ".yaml)"]
+    preset = cfg.model.get("paper_preset")
+    if not preset:
         return []
     return [
-        f"classifier.{key} is required by {classifier.get('_target_', 'the classifier config')}: "
-        f"pass classifier.{key}=<value> (see the comment in its conf/classifier/*.yaml)"
-        for key in sorted(OmegaConf.missing_keys(classifier))
+        f"model={cfg.model.name} with data.train_path=null would train on the built-in trivia "
+        f"task (90 short-answer prompts), not the paper's run. The paper's run: python train.py "
+        f"+experiment={preset} data.train_path=<prompts> (conf/experiment/{preset}.yaml says "
+        "what else to pass); or pass data.train_path=<your prompts> for another run"
     ]
+
+
+def prompts_per_process(data: DictConfig, processes: int) -> tuple[int, str | None]:
+    """``(prompts per rollout step per process, error or None)``: ``data.prompts_per_step``, or
+    ``data.global_prompts_per_step / processes`` when the global batch is set."""
+    total = data.get("global_prompts_per_step")
+    if total is None:
+        return int(data.prompts_per_step), None
+    if total < processes or total % processes:
+        return 1, (f"data.global_prompts_per_step={total} must be a multiple of the {processes} "
+                   "training processes (trainer.devices x trainer.num_nodes), each of which "
+                   "samples whole groups of its own prompts")
+    return total // processes, None
 
 
 def scale_errors(cfg: DictConfig) -> list[str]:
@@ -345,6 +389,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """
     run_dir = Path(run_dir)
     validate(cfg)
+    if cfg.data.get("global_prompts_per_step") is not None:
+        with open_dict(cfg):  # recorded in config.yaml as what each process samples
+            processes = _process_count(cfg.trainer)
+            cfg.data.prompts_per_step = prompts_per_process(cfg.data, processes)[0]
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
     if ckpt is not None:
@@ -452,7 +500,8 @@ RESUMABLE_KEYS = (
 def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume ``run_dir`` under a config that changes the run's meaning (seed, reward,
     sampling, model, data, optimiser...): every key but ``RESUMABLE_KEYS`` must equal the saved
-    ``config.yaml``. The message lists the differing keys; the saved config is left untouched."""
+    ``config.yaml`` (a key the saved config lacks may stay at null: a newer schema's default).
+    The message lists the differing keys; the saved config is left untouched."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
@@ -463,6 +512,8 @@ def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
         for key in sorted(set(saved) | set(current))
         if saved.get(key, _MISSING) != current.get(key, _MISSING)
         and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+        # a setting added to the schema after the run started, left at its null default
+        and not (key not in saved and current.get(key) is None)
     ]
     if differing:
         raise ValueError(
