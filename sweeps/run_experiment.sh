@@ -16,7 +16,9 @@
 #   POOL="t1.0=<path> ..."  metrics.json files under <path> join the comparison of that entry
 #       (with EVAL_SAMPLING; e.g. study 2's per-seed results in study 3).
 #   STUDY=<label>  written into each run's metrics.json (run.study), ANALYSIS=paired|unpaired|both
-#       and COLLAPSED_BELOW=<distinct@k> go to the comparison (docs/evaluation.md).
+#       and COLLAPSED_BELOW=<distinct@k> go to the comparison (docs/evaluation.md); with
+#       EVAL_SAMPLING, COLLAPSED_BELOW="<name>=<distinct@k> ..." sets it per entry (none: not
+#       reported for that entry).
 # Re-running the same command continues: runs resume their last checkpoint (ckpt_path=auto; a
 # finished run ends at once) and evaluations whose metrics.json exists are not redone.
 set -euo pipefail
@@ -42,7 +44,7 @@ done
 "$PY" train.py -m --config-dir sweeps --config-name "$CONFIG" "hydra.sweep.dir=$OUT" \
   ckpt_path=auto "${train_args[@]}"
 compare_args=("baseline='grpo w=0'" "analysis=$ANALYSIS")
-[ -n "${COLLAPSED_BELOW:-}" ] && compare_args+=("collapsed_below=$COLLAPSED_BELOW")
+COLLAPSED_BELOW=${COLLAPSED_BELOW:-}
 study_args=()
 [ -n "${STUDY:-}" ] && study_args+=("study=$STUDY")
 
@@ -55,6 +57,7 @@ if [ -z "$EVAL_SAMPLING" ]; then
   done
   [ -f "$OUT/base/metrics.json" ] ||
     "$PY" evaluate.py "eval.k=$EVAL_K" "eval.out_dir=$OUT/base" "${eval_args[@]}"
+  [ -n "$COLLAPSED_BELOW" ] && compare_args+=("collapsed_below=$COLLAPSED_BELOW")
   "$PY" evaluate.py "compare=[$OUT]" "eval.out_dir=$OUT/comparison" "${compare_args[@]}"
   echo "comparison written to $OUT/comparison"
   exit 0
@@ -80,6 +83,11 @@ for setting in $EVAL_SAMPLING; do
     [ "${pool%%=*}" = "$name" ] && paths+=("'${pool#*=}'")
   done
   list=$(IFS=,; echo "${paths[*]}")
-  "$PY" evaluate.py "compare=[$list]" "eval.out_dir=$OUT/comparison-$name" "${compare_args[@]}"
+  collapse=()
+  for entry in $COLLAPSED_BELOW; do
+    [ "${entry%%=*}" = "$name" ] && collapse+=("collapsed_below=${entry#*=}")
+  done
+  "$PY" evaluate.py "compare=[$list]" "eval.out_dir=$OUT/comparison-$name" \
+    "${compare_args[@]}" "${collapse[@]}"
   echo "comparison at temperature $temperature, top_p $top_p written to $OUT/comparison-$name"
 done

@@ -307,6 +307,9 @@ def test_compare_analysis_flag_writes_the_unpaired_table(tmp_path):
         f"p {p:.3g}] |" in text
     # collapsed: distinct@k = 10 x pass@1 below 4.0; grpo's runs have 3.0 (yes) and 4.0 (no)
     assert out["arms"]["grpo w=0"]["collapsed_share"][0] == 0.5
+    rows = (tmp_path / "comparison" / "unpaired.csv").read_text().splitlines()
+    assert rows[0] == "difference,metric,estimate,low,high,df,p,runs,baseline_runs"
+    assert rows[1].startswith("darling_answer w=1 − grpo w=0,pass@1,")
     runs = (tmp_path / "comparison" / "runs.csv").read_text().splitlines()
     assert runs[0].startswith("arm,study,seed,") and len(runs) == 6
     both = compare([tmp_path], tmp_path / "both", baseline="grpo w=0", analysis="both")

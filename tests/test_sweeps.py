@@ -156,6 +156,7 @@ def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_pa
     assert "± undefined" in hot and "collapsed_share" in hot  # study 3 alone: one run per arm
     cool = (out_dir / "comparison-t0.6" / "comparison.md").read_text()
     assert "| darling_answer w=1 − grpo w=0 | 1/1 |" in cool  # study 2 has no 0.6 evaluation
+    assert "collapsed_share" not in cool  # collapse is defined at temperature 1.0 only
     assert (out_dir / "base-t0.6" / "metrics.json").is_file()
 
     run()  # the same command again: runs end at once, evaluations are not redone

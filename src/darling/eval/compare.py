@@ -265,8 +265,9 @@ def compare(
     """Write ``comparison.csv``, ``comparison.md``, ``runs.csv`` (one row per evaluated run, with
     its study and seed) and the plots into ``out_dir``. With ``baseline``, also each arm's
     difference from it: ``analysis`` is ``paired`` (by seed), ``unpaired`` (Welch and
-    permutation, ``unpaired_differences``) or ``both``. With ``collapsed_below``, each arm's
-    share of runs whose distinct@k is below it (``collapsed_share``, reported, not tested)."""
+    permutation, ``unpaired_differences``; also ``unpaired.csv``) or ``both``. With
+    ``collapsed_below``, each arm's share of runs whose distinct@k is below it
+    (``collapsed_share``, reported, not tested)."""
     if analysis not in ANALYSES:
         raise ValueError(f"analysis={analysis!r}: choose one of {list(ANALYSES)}")
     out_dir = Path(out_dir)
@@ -307,6 +308,7 @@ def compare(
                   f"{n_resamples} random ones, seed {seed}):", ""]
         lines += _unpaired_table(unpaired, [c for c in diff_columns
                                             if c in next(iter(unpaired.values()))])
+        write_unpaired(unpaired, out_dir / "unpaired.csv")
     signal = summarize(training_signals(records))
     if signal:
         lines += ["", "Training signal (rollout logs of the training prompts; "
@@ -376,6 +378,18 @@ def with_collapse(record: dict[str, Any], below: float) -> dict[str, Any]:
         return record
     return {**record, "metrics": {**record["metrics"],
                                   "collapsed_share": float(distinct < below)}}
+
+
+def write_unpaired(table: dict[str, dict[str, tuple]], path: Path) -> None:
+    """One row per (difference, metric) of ``unpaired_differences``, with the interval's ends."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["difference", "metric", "estimate", "low", "high", "df", "p",
+                         "runs", "baseline_runs"])
+        for name, metrics in table.items():
+            for metric, (diff, half, df, p, runs, base_runs) in metrics.items():
+                writer.writerow([name, metric, diff, diff - half, diff + half, df, p, runs,
+                                 base_runs])
 
 
 def write_runs(records: list[dict[str, Any]], path: Path) -> None:
