@@ -310,6 +310,7 @@ def test_compare_analysis_flag_writes_the_unpaired_table(tmp_path):
     rows = (tmp_path / "comparison" / "unpaired.csv").read_text().splitlines()
     assert rows[0] == "difference,metric,estimate,low,high,df,p,runs,baseline_runs"
     assert rows[1].startswith("darling_answer w=1 − grpo w=0,pass@1,")
+    assert not any(",collapsed_share," in row for row in rows)  # reported, never tested
     runs = (tmp_path / "comparison" / "runs.csv").read_text().splitlines()
     assert runs[0].startswith("arm,study,seed,") and len(runs) == 6
     both = compare([tmp_path], tmp_path / "both", baseline="grpo w=0", analysis="both")

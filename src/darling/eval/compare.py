@@ -275,10 +275,10 @@ def compare(
     files = find_metrics(paths)
     records = [json.loads(p.read_text()) for p in files]
     check_same_protocol(records, files)
-    if collapsed_below is not None:
-        records = [with_collapse(r, collapsed_below) for r in records]
-    table = summarize(records)
-    write_runs(records, out_dir / "runs.csv")
+    described = (records if collapsed_below is None
+                 else [with_collapse(r, collapsed_below) for r in records])  # reported, not tested
+    table = summarize(described)
+    write_runs(described, out_dir / "runs.csv")
     columns = ["collapsed_share", "quality_mean", "pass@1", "correct_distinct@k", "distinct@k",
                "distinct_4", "embedding_distance", "vendi", "response_words_mean"]
     columns += sorted({k for arm in table.values() for k in arm if k.startswith("pass@")} - {
@@ -292,7 +292,7 @@ def compare(
             writer.writerow([arm, seeds, *[x for c in columns for x in metrics.get(
                 c, (float("nan"), float("nan"), 0))[:2]]])
     lines = _markdown_table(table, columns)
-    diff_columns = [c for c in columns if c != "collapsed_share"]
+    diff_columns = [c for c in columns if c != "collapsed_share"]  # differences: records only
     paired = (paired_differences(records, baseline)
               if baseline and analysis in ("paired", "both") else {})
     if paired:
