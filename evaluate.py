@@ -13,7 +13,9 @@ register_eval_configs()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.compare:
-        compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline)
+        compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline,
+                analysis=cfg.analysis, n_resamples=cfg.permutations, seed=cfg.seed,
+                collapsed_below=cfg.collapsed_below)
     else:
         evaluate(cfg, cfg.eval.out_dir)
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from darling.eval.compare import compare, mean_interval, paired_differences
+from darling.eval.compare import (
+    compare,
+    mean_interval,
+    paired_differences,
+    permutation_pvalue,
+    unpaired_differences,
+    welch_interval,
+)
 from darling.eval.config import register_eval_configs
 from darling.eval.report import evaluation_report
 from darling.eval.run import evaluate, find_run
@@ -93,7 +100,7 @@ def test_evaluate_and_compare_runs(compose_cfg, tmp_path):
                  "training_curves.png"):
         assert (tmp_path / "comparison" / name).is_file(), name
     # training signal: 2 groups, one flat (group 1's four rollouts all scored 0.9 by length)
-    assert "| grpo w=0 | 1 | 2.000 ± 0.000 | 0.500 ± 0.000 |" in (
+    assert "| grpo w=0 | 1 | 2.000 (1 run, no interval) | 0.500 (1 run, no interval) |" in (
         tmp_path / "comparison" / "comparison.md").read_text()
 
 
@@ -182,5 +189,151 @@ def test_another_prompt_file_gets_its_own_dir_and_is_not_pooled(tmp_path):
     evaluate(cfg_extra, tmp_path / "open")
     metrics = json.loads((tmp_path / "open" / "metrics.json").read_text())
     assert metrics["prompts"] == str(extra)
-    with pytest.raises(ValueError, match="different prompts or k"):
+    with pytest.raises(ValueError, match="different prompts, k or sampling"):
         compare([tmp_path / "heldout", tmp_path / "open"], tmp_path / "comparison")
+
+
+# Fixed numbers for the unpaired analysis: per-seed correct_distinct@32 of study 2's grpo and
+# darling_answer arms as docs/results.md prints them (seeds 0-5), and three runs against four.
+STUDY2_GRPO = [5.5, 4.1, 11.7, 2.0, 4.0, 8.1]
+STUDY2_ANSWER = [14.4, 3.7, 2.1, 9.4, 9.3, 2.2]
+
+
+def test_welch_interval_against_scipy():
+    from scipy import stats
+
+    for x, y in [(STUDY2_ANSWER, STUDY2_GRPO), ([0.1, 0.4, 0.35], [0.2, 0.25, 0.3, 0.9])]:
+        diff, half, df = welch_interval(x, y)
+        ref = stats.ttest_ind(x, y, equal_var=False)
+        low, high = ref.confidence_interval(0.95)
+        assert df == pytest.approx(ref.df, rel=1e-12)
+        assert (diff - half, diff + half) == pytest.approx((low, high), rel=1e-12)
+    # by hand: v1 = var([1, 2, 3]) / 3 = 1/3, v2 = var([0, 2, 4]) / 3 = 4/3, se = sqrt(5/3);
+    # df = (5/3)^2 / ((1/3)^2 / 2 + (4/3)^2 / 2) = (25/9) / (17/18) = 50/17
+    diff, half, df = welch_interval([1.0, 2.0, 3.0], [0.0, 2.0, 4.0])
+    assert diff == 0.0 and df == pytest.approx(50 / 17)
+    assert half == pytest.approx(stats.t.ppf(0.975, 50 / 17) * (5 / 3) ** 0.5)
+
+
+def test_welch_interval_is_undefined_with_one_run_per_arm():
+    diff, half, df = welch_interval([0.5], [0.25])
+    assert diff == 0.25 and np.isnan(half) and np.isnan(df)
+    diff, half, df = welch_interval([0.5, 0.5], [0.25, 0.25])  # no spread in either arm
+    assert diff == 0.25 and np.isnan(half) and np.isnan(df)
+
+
+def test_permutation_pvalue_exact_against_scipy():
+    from scipy import stats
+
+    # by hand: pooled 1, 2, 3, 4; x = {3, 4} is one of C(4, 2) = 6 labellings, whose
+    # differences are s - 5 for x-sums s = 3, 4, 5, 5, 6, 7: -2, -1, 0, 0, 1, 2; t = 2 is the
+    # largest, P(T >= 2) = 1/6, so p = 2 * 1/6 = 1/3
+    assert permutation_pvalue([3.0, 4.0], [1.0, 2.0]) == (pytest.approx(1 / 3), 6, True)
+    for x, y in [(STUDY2_ANSWER, STUDY2_GRPO), ([0.1, 0.4, 0.35], [0.2, 0.25, 0.3, 0.9])]:
+        p, count, exact = permutation_pvalue(x, y)  # C(12, 6) = 924 and C(7, 3) = 35 labellings
+        ref = stats.permutation_test(
+            (x, y), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+            permutation_type="independent", vectorized=True, n_resamples=np.inf)
+        assert exact and count == len(ref.null_distribution)
+        assert p == pytest.approx(ref.pvalue, rel=1e-12)
+
+
+def test_permutation_pvalue_monte_carlo_is_seeded_and_near_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(1.0, 2.0, 20), rng.normal(0.0, 2.0, 20)  # C(40, 20) ~ 1.4e11 labellings
+    p, count, exact = permutation_pvalue(x, y, n_resamples=4999, seed=3)
+    assert not exact and count == 4999
+    assert permutation_pvalue(x, y, n_resamples=4999, seed=3)[0] == p  # same seed, same p
+    ref = stats.permutation_test(
+        (x, y), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        permutation_type="independent", vectorized=True, n_resamples=4999, rng=1)
+    # both are estimates from 4999 draws of p ~ 0.1: sd of each about sqrt(0.1 * 0.9 / 4999)
+    # = 0.004, of their difference 0.006; 0.025 is four of those
+    assert abs(p - ref.pvalue) < 0.025
+    assert (p * 5000) == pytest.approx(round(p * 5000))  # (count + 1) / (n_resamples + 1)
+
+
+def test_unpaired_differences_count_every_run_and_split_by_study():
+    def record(reward, weight, study, seed, value):
+        run = {"reward": reward, "diversity_weight": weight, "seed": seed, "study": study}
+        return {"run": run, "metrics": {"pass@1": value}}
+
+    records = [record("grpo", 0.0, "2", s, v) for s, v in [(0, 0.30), (1, 0.40)]]
+    records += [record("grpo", 0.0, "3", 6, 0.35)]
+    records += [record("darling_answer", 1.0, "2", s, v) for s, v in [(0, 0.5), (2, 0.6)]]
+    records += [record("darling_answer", 1.0, "3", s, v) for s, v in [(1, 0.55), (6, 0.45)]]
+    records += [{"run": {"source": "base", "model": "m"}, "metrics": {"pass@1": 0.1}}]
+    table = unpaired_differences(records, "grpo w=0")
+    assert list(table) == ["darling_answer w=1 − grpo w=0",
+                           "darling_answer w=1 − grpo w=0 (study 2)",
+                           "darling_answer w=1 − grpo w=0 (study 3)"]
+    diff, half, df, p, runs, base_runs = table["darling_answer w=1 − grpo w=0"]["pass@1"]
+    x, y = [0.5, 0.6, 0.55, 0.45], [0.30, 0.40, 0.35]
+    assert (runs, base_runs) == (4, 3) and diff == pytest.approx(np.mean(x) - np.mean(y))
+    assert (half, df) == pytest.approx(welch_interval(x, y)[1:])
+    assert p == pytest.approx(permutation_pvalue(x, y)[0])
+    _, half3, df3, _, runs3, base3 = table["darling_answer w=1 − grpo w=0 (study 3)"]["pass@1"]
+    assert (runs3, base3) == (2, 1) and np.isnan(half3) and np.isnan(df3)  # one grpo run
+    # paired: study 2's seed 0 and study 3's seed 6 pair; study 3's seed 1 must not pair with
+    # study 2's grpo seed 1 (different studies share no first rollouts), nor seed 2 with anything
+    assert paired_differences(records, "grpo w=0")[
+        "darling_answer w=1 − grpo w=0"]["pass@1"][2] == 2
+
+
+def _metrics_file(folder, reward, seed, value, temperature=1.0, top_p=1.0, study=None):
+    folder.mkdir(parents=True)
+    run = {"reward": reward, "diversity_weight": 0.0 if reward == "grpo" else 1.0, "seed": seed}
+    if study is not None:
+        run["study"] = study
+    record = {"run": run, "eval": {"k": 4}, "prompts": "builtin:heldout",
+              "sampling": {"temperature": temperature, "top_p": top_p, "max_new_tokens": 5},
+              "metrics": {"pass@1": value, "distinct@k": 10 * value}}
+    (folder / "metrics.json").write_text(json.dumps(record))
+
+
+def test_compare_analysis_flag_writes_the_unpaired_table(tmp_path):
+    for seed, (g, a) in enumerate([(0.3, 0.5), (0.4, 0.35)]):
+        _metrics_file(tmp_path / f"grpo{seed}", "grpo", seed, g, study="3")
+        _metrics_file(tmp_path / f"answer{seed}", "darling_answer", seed, a, study="3")
+    _metrics_file(tmp_path / "answer_only", "darling_answer", 9, 0.45, study="3")
+    out = compare([tmp_path], tmp_path / "comparison", baseline="grpo w=0", analysis="unpaired",
+                  collapsed_below=4.0)
+    text = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "Paired by seed" not in text and "Unpaired, difference from grpo w=0" in text
+    diff, half, df, p, _, _ = out["unpaired"]["darling_answer w=1 − grpo w=0"]["pass@1"]
+    assert f"| darling_answer w=1 − grpo w=0 | 3/2 | {diff:+.3f} ± {half:.3f} [df {df:.1f}; " \
+        f"p {p:.3g}] |" in text
+    # collapsed: distinct@k = 10 x pass@1 below 4.0; grpo's runs have 3.0 (yes) and 4.0 (no)
+    assert out["arms"]["grpo w=0"]["collapsed_share"][0] == 0.5
+    rows = (tmp_path / "comparison" / "unpaired.csv").read_text().splitlines()
+    assert rows[0] == "difference,metric,estimate,low,high,df,p,runs,baseline_runs"
+    assert rows[1].startswith("darling_answer w=1 − grpo w=0,pass@1,")
+    assert not any(",collapsed_share," in row for row in rows)  # reported, never tested
+    runs = (tmp_path / "comparison" / "runs.csv").read_text().splitlines()
+    assert runs[0].startswith("arm,study,seed,") and len(runs) == 6
+    both = compare([tmp_path], tmp_path / "both", baseline="grpo w=0", analysis="both")
+    assert both["paired"] and both["unpaired"]
+    with pytest.raises(ValueError, match="analysis='welch'"):
+        compare([tmp_path], tmp_path / "bad", baseline="grpo w=0", analysis="welch")
+
+
+def test_one_run_per_arm_says_the_interval_is_undefined(tmp_path):
+    _metrics_file(tmp_path / "g", "grpo", 0, 0.3)
+    _metrics_file(tmp_path / "a", "darling_answer", 0, 0.5)
+    compare([tmp_path], tmp_path / "comparison", baseline="grpo w=0", analysis="both")
+    text = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "± 0.000" not in text
+    assert "+0.200 ± undefined (an arm has one run or no spread)" in text
+    assert "| grpo w=0 | 1 | 0.300 (1 run, no interval) |" in text
+
+
+def test_evaluations_at_two_temperatures_get_two_dirs_and_are_not_pooled(tmp_path):
+    cfg = compose_eval(*EVAL_TINY, "rollout.temperature=0.6", "rollout.top_p=0.95")
+    assert cfg.eval.out_dir == "evals/tiny-base-k4-seed0-t0.6-p0.95"
+    assert compose_eval(*EVAL_TINY).eval.out_dir == "evals/tiny-base-k4-seed0"
+    _metrics_file(tmp_path / "hot", "grpo", 0, 0.3)
+    _metrics_file(tmp_path / "cool", "grpo", 1, 0.4, temperature=0.6, top_p=0.95)
+    with pytest.raises(ValueError, match=r"different prompts, k or sampling"):
+        compare([tmp_path], tmp_path / "comparison")

@@ -77,3 +77,88 @@ def test_study2_sweep_is_the_preregistered_design():
     assert out.returncode == 0, out.stderr[-3000:]
     job = out.stdout
     assert "n_per_prompt: 8" in job and "lr: 0.0005" in job and "max_steps: 80" in job
+
+
+def test_study3_sweep_is_study2s_regime_with_new_seeds():
+    cfg = _hydra_cfg("study3")
+    assert "seed: range(6,20)" in cfg and "reward: grpo,darling_answer" in cfg
+    jobs = []
+    for name in ("study2", "study3"):
+        out = subprocess.run(
+            [sys.executable, "train.py", "--config-dir", "sweeps", "--config-name", name,
+             "--cfg", "job", "reward=darling_answer", "seed=7"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        jobs.append(out.stdout)
+    assert jobs[0] == jobs[1]  # the same job config, seed for seed: study 2's regime unchanged
+
+
+def test_study2_per_seed_records_are_the_results_table():
+    """docs/results/study2/per_seed holds study 2's grpo and darling_answer seeds as the
+    per-seed table of docs/results.md prints them (pooled into study 3 as study 2)."""
+    import json
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    for reward in ("grpo", "darling_answer"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {reward} | .5"))
+        cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+        for seed, cell in enumerate(cells):
+            expected = [float(v) for v in cell.split(" / ")]
+            record = json.loads((ROOT / "docs" / "results" / "study2" / "per_seed" /
+                                 f"{reward}-seed{seed}" / "metrics.json").read_text())
+            got = record["metrics"]
+            assert [got["pass@1"], got["correct_distinct@k"], got["distinct@k"]] == expected
+            assert (record["run"]["seed"], record["run"]["study"], record["eval"]["k"]) == (
+                seed, "2", 32)
+            assert record["sampling"]["temperature"] == 1.0
+
+
+def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_path):
+    """sweeps/study3.sh on the tiny model: one seed per arm, k = 4, a stand-in for study 2's
+    records pooled at temperature 1.0; the same command again redoes nothing."""
+    import json
+
+    pool = tmp_path / "study2"
+    for reward, weight, values in (("grpo", 0.0, (0.2, 0.3)), ("darling_answer", 1.0, (0.4, 0.1))):
+        for seed, value in enumerate(values):
+            folder = pool / f"{reward}-{seed}"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps({
+                "run": {"reward": reward, "diversity_weight": weight, "seed": seed, "study": "2"},
+                "eval": {"k": 4}, "prompts": "builtin:heldout",
+                "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 4},
+                "metrics": {"pass@1": value, "correct_distinct@k": 10 * value,
+                            "distinct@k": 40 * value}}))
+    out_dir = tmp_path / "study3"
+    env = {**os.environ, "EXPERIMENT_DIR": str(out_dir), "EVAL_K": "4", "PYTHON": sys.executable,
+           "POOL": f"t1.0={pool}"}
+    args = ["hydra.sweeper.params.seed='6'", "model=tiny", "classifier=answer",
+            "rollout.max_new_tokens=4", "rollout.n_per_prompt=4", "trainer.max_steps=1",
+            "trainer.enable_progress_bar=false", "eval.max_prompts=2", "eval.embedder=null"]
+
+    def run():
+        out = subprocess.run(["bash", "sweeps/study3.sh", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    run()
+    evaluated = {p: p.stat().st_mtime_ns for p in out_dir.glob("*/eval-k4-t*/metrics.json")}
+    assert len(evaluated) == 4  # two runs x two temperatures
+    for path in evaluated:
+        record = json.loads(path.read_text())
+        hot = path.parent.name.endswith("t1.0")
+        assert record["sampling"]["temperature"] == (1.0 if hot else 0.6)
+        assert record["sampling"]["top_p"] == (1.0 if hot else 0.95)
+        assert record["run"]["study"] == "3" and record["run"]["seed"] == 6
+    hot = (out_dir / "comparison-t1.0" / "comparison.md").read_text()
+    assert "| darling_answer w=1 − grpo w=0 | 3/3 |" in hot  # 1 + 2 pooled runs per arm
+    assert "(study 2) | 2/2 |" in hot and "(study 3) | 1/1 |" in hot
+    assert "± undefined" in hot and "collapsed_share" in hot  # study 3 alone: one run per arm
+    cool = (out_dir / "comparison-t0.6" / "comparison.md").read_text()
+    assert "| darling_answer w=1 − grpo w=0 | 1/1 |" in cool  # study 2 has no 0.6 evaluation
+    assert "collapsed_share" not in cool  # collapse is defined at temperature 1.0 only
+    assert (out_dir / "base-t0.6" / "metrics.json").is_file()
+
+    run()  # the same command again: runs end at once, evaluations are not redone
+    assert evaluated == {p: p.stat().st_mtime_ns
+                         for p in out_dir.glob("*/eval-k4-t*/metrics.json")}

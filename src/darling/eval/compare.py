@@ -4,6 +4,7 @@ seeds, plus pass@k, quality-versus-distinct and training-curve plots."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections import defaultdict
@@ -39,6 +40,93 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return float(x.mean()), float(half)
 
 
+ANALYSES = ("paired", "unpaired", "both")
+"""How ``compare`` sets each arm against the baseline: paired by seed (Student-t on the per-seed
+differences), unpaired (Welch interval and permutation p-value on the two arms' runs), or both."""
+PERMUTATIONS = 9999
+"""Random relabellings of the permutation test when exact enumeration would take more."""
+TIE_TOLERANCE = 100 * np.finfo(np.float64).eps
+"""Relative tolerance under which a relabelled difference counts as equal to the observed one
+(sums in another order differ by rounding only; scipy's ``permutation_test`` uses the same)."""
+
+
+def welch_interval(
+    x: Sequence[float], y: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """``(mean(x) - mean(y), half-width, df)``: Welch's interval for the difference of two
+    independent arms' means, with the Welch-Satterthwaite degrees of freedom.
+
+    With sample variances ``s1², s2²`` of ``n1, n2`` runs, ``v_i = s_i² / n_i``:
+    ``se = sqrt(v1 + v2)``, ``df = (v1 + v2)² / (v1² / (n1 - 1) + v2² / (n2 - 1))`` and the
+    half-width is ``t_{(1 + confidence) / 2, df} * se`` (as ``scipy.stats.ttest_ind(x, y,
+    equal_var=False).confidence_interval()``). NaNs are dropped. An arm with fewer than two runs
+    has no variance, and two arms without any spread no df: the half-width and df are then NaN
+    (undefined), never 0.
+
+    >>> d, half, df = welch_interval([1.0, 2.0, 3.0], [0.0, 2.0, 4.0])
+    >>> d, round(df, 3)   # v1 = 1/3, v2 = 4/3: df = (5/3)² / ((1/9 + 16/9) / 2) = 50/17
+    (0.0, 2.941)
+    """
+    from scipy import stats
+
+    a = np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64)
+    b = np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan"), float("nan"), float("nan")
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    v1, v2 = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if v1 + v2 == 0:
+        return diff, float("nan"), float("nan")
+    df = (v1 + v2) ** 2 / (v1**2 / (len(a) - 1) + v2**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(v1 + v2)
+    return diff, float(half), float(df)
+
+
+def permutation_pvalue(
+    x: Sequence[float], y: Sequence[float], n_resamples: int = PERMUTATIONS, seed: int = 0
+) -> tuple[float, int, bool]:
+    """``(p, relabellings, exact)``: two-sided permutation test of ``mean(x) - mean(y)``.
+
+    Under the null hypothesis the arm labels are exchangeable: each of the ``C(n1 + n2, n1)``
+    ways to label ``n1`` of the pooled runs ``x`` is equally likely. With ``T`` the relabelled
+    difference and ``t`` the observed one, ``p = min(1, 2 min(P(T <= t), P(T >= t)))`` (scipy's
+    two-sided convention). If ``C(n1 + n2, n1) <= n_resamples`` every labelling is enumerated
+    and ``P`` is exact (the observed labelling is one of them); otherwise ``n_resamples`` random
+    labellings are drawn with ``numpy.random.default_rng(seed)`` and ``P = (count + 1) /
+    (n_resamples + 1)``, which never gives 0 (the observed labelling counts). NaNs are dropped;
+    an empty arm gives ``(nan, 0, True)``.
+
+    >>> permutation_pvalue([3.0, 4.0], [1.0, 2.0])  # 6 labellings; t = 2 is the largest of them
+    (0.3333333333333333, 6, True)
+    """
+    a = np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64)
+    b = np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64)
+    n1, n = len(a), len(a) + len(b)
+    if n1 == 0 or n1 == n:
+        return float("nan"), 0, True
+    pooled = np.concatenate([a, b])  # (n,)
+    total = math.comb(n, n1)
+    exact = total <= n_resamples
+    if exact:
+        labels = np.zeros((total, n), dtype=bool)  # (labellings, n): True = in x
+        for row, chosen in enumerate(itertools.combinations(range(n), n1)):
+            labels[row, list(chosen)] = True
+    else:
+        rng = np.random.default_rng(seed)
+        order = rng.permuted(np.tile(np.arange(n), (n_resamples, 1)), axis=1)
+        labels = order < n1  # (n_resamples, n): a random n1-subset per row
+    sums = labels @ pooled  # (labellings,)
+    null = sums / n1 - (pooled.sum() - sums) / (n - n1)
+    observed = a.mean() - b.mean()
+    gamma = abs(TIE_TOLERANCE * observed)
+    extra = 0 if exact else 1
+    less = (np.count_nonzero(null <= observed + gamma) + extra) / (len(null) + extra)
+    greater = (np.count_nonzero(null >= observed - gamma) + extra) / (len(null) + extra)
+    return float(min(1.0, 2 * min(less, greater))), len(null), exact
+
+
 def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
     """Every ``metrics.json`` written by ``evaluate.py`` at or under ``paths``."""
     found: list[Path] = []
@@ -56,18 +144,24 @@ def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def check_same_protocol(records: list[dict[str, Any]], files: list[Path]) -> None:
-    """Refuse to pool evaluations made on different prompt files or with different k: averaged
-    together they would read as extra seeds of one arm."""
-    protocols: dict[tuple[str, Any], list[str]] = defaultdict(list)
+    """Refuse to pool evaluations made on different prompt files, with different k or at
+    different sampling settings (temperature, top_p; ``sampling`` in metrics.json, absent from
+    files written before it was recorded): averaged together they would read as extra seeds of
+    one arm."""
+    protocols: dict[tuple[str, Any, Any], list[str]] = defaultdict(list)
     for record, path in zip(records, files, strict=True):
-        key = (record.get("prompts", HELDOUT), record.get("eval", {}).get("k"))
+        sampling = record.get("sampling")
+        key = (record.get("prompts", HELDOUT), record.get("eval", {}).get("k"),
+               None if sampling is None else (sampling.get("temperature"), sampling.get("top_p")))
         protocols[key].append(str(path.parent))
     if len(protocols) > 1:
-        listing = "; ".join(f"prompts={p} k={k}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
-                            for (p, k), dirs in protocols.items())
+        listing = "; ".join(
+            f"prompts={p} k={k} temperature, top_p={'not recorded' if s is None else s}: "
+            f"{len(dirs)} evaluation(s), e.g. {dirs[0]}"
+            for (p, k, s), dirs in protocols.items())
         raise ValueError(
-            f"compare: these evaluations used different prompts or k ({listing}); pass the "
-            "metrics.json files or folders of one protocol only"
+            f"compare: these evaluations used different prompts, k or sampling ({listing}); "
+            "pass the metrics.json files or folders of one protocol only"
         )
 
 
@@ -99,8 +193,10 @@ def paired_differences(
     """``arm -> metric -> (mean, half-width, pairs)`` of ``metric(arm, seed) - metric(baseline,
     seed)`` over the seeds both arms have. Arms trained with the same seed share their prompt
     order and their first rollouts, so pairing by seed removes that part of the seed-to-seed
-    spread; the interval is the Student-t interval of the differences."""
-    by_arm_seed = {(arm_of(r["run"]), r["run"].get("seed")): r["metrics"] for r in records}
+    spread; the interval is the Student-t interval of the differences. Runs of different studies
+    (``run.study`` in metrics.json) are never paired, even with the same seed."""
+    by_arm_seed = {(arm_of(r["run"]), (r["run"].get("study"), r["run"].get("seed"))): r["metrics"]
+                   for r in records}
     base = {seed: m for (arm, seed), m in by_arm_seed.items() if arm == baseline}
     if not base:
         raise ValueError(f"baseline={baseline!r} is not an arm here; arms: "
@@ -117,19 +213,74 @@ def paired_differences(
     return table
 
 
+def unpaired_differences(
+    records: list[dict[str, Any]], baseline: str, n_resamples: int = PERMUTATIONS, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float, float, float, int, int]]]:
+    """``arm − baseline -> metric -> (difference, half-width, df, p, runs, baseline runs)``: each
+    arm's runs against the baseline's as two independent samples, by ``welch_interval`` and
+    ``permutation_pvalue``. Nothing is paired, so every run counts, whether or not the other arm
+    has its seed. When the records come from more than one study (``run.study``), each study's
+    difference is added as ``arm − baseline (study s)``, descriptively."""
+    by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_arm[arm_of(record["run"])].append(record)
+    if baseline not in by_arm:
+        raise ValueError(f"baseline={baseline!r} is not an arm here; arms: {sorted(by_arm)}")
+    studies = sorted({str(r["run"].get("study")) for r in records
+                      if r["run"].get("source") != "base"})
+    table: dict[str, dict[str, tuple[float, float, float, float, int, int]]] = {}
+    for arm, runs in by_arm.items():
+        if arm == baseline or arm.startswith("base"):
+            continue
+        subsets = [(f"{arm} − {baseline}", runs, by_arm[baseline])]
+        if len(studies) > 1:
+            subsets += [(f"{arm} − {baseline} (study {st})",
+                         [r for r in runs if str(r["run"].get("study")) == st],
+                         [r for r in by_arm[baseline] if str(r["run"].get("study")) == st])
+                        for st in studies]
+        for name, mine, theirs in subsets:
+            keys = [k for k in dict.fromkeys(k for r in mine for k in r["metrics"])
+                    if any(k in r["metrics"] for r in theirs)]
+            row = {}
+            for k in keys:
+                x = [r["metrics"].get(k, float("nan")) for r in mine]
+                y = [r["metrics"].get(k, float("nan")) for r in theirs]
+                diff, half, df = welch_interval(x, y)
+                p, _, _ = permutation_pvalue(x, y, n_resamples, seed)
+                row[k] = (diff, half, df, p, _count(x), _count(y))
+            if row:
+                table[name] = row
+    return table
+
+
+def _count(values: Sequence[float]) -> int:
+    return sum(not math.isnan(v) for v in values)
+
+
 def compare(
-    paths: Sequence[str | Path], out_dir: str | Path, baseline: str | None = None
+    paths: Sequence[str | Path], out_dir: str | Path, baseline: str | None = None,
+    analysis: str = "paired", n_resamples: int = PERMUTATIONS, seed: int = 0,
+    collapsed_below: float | None = None,
 ) -> dict[str, Any]:
-    """Write ``comparison.csv``, ``comparison.md`` and the plots into ``out_dir``; with
-    ``baseline``, also each arm's paired difference from it."""
+    """Write ``comparison.csv``, ``comparison.md``, ``runs.csv`` (one row per evaluated run, with
+    its study and seed) and the plots into ``out_dir``. With ``baseline``, also each arm's
+    difference from it: ``analysis`` is ``paired`` (by seed), ``unpaired`` (Welch and
+    permutation, ``unpaired_differences``; also ``unpaired.csv``) or ``both``. With
+    ``collapsed_below``, each arm's share of runs whose distinct@k is below it
+    (``collapsed_share``, reported, not tested)."""
+    if analysis not in ANALYSES:
+        raise ValueError(f"analysis={analysis!r}: choose one of {list(ANALYSES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = find_metrics(paths)
     records = [json.loads(p.read_text()) for p in files]
     check_same_protocol(records, files)
-    table = summarize(records)
-    columns = ["quality_mean", "pass@1", "correct_distinct@k", "distinct@k", "distinct_4",
-               "embedding_distance", "vendi", "response_words_mean"]
+    described = (records if collapsed_below is None
+                 else [with_collapse(r, collapsed_below) for r in records])  # reported, not tested
+    table = summarize(described)
+    write_runs(described, out_dir / "runs.csv")
+    columns = ["collapsed_share", "quality_mean", "pass@1", "correct_distinct@k", "distinct@k",
+               "distinct_4", "embedding_distance", "vendi", "response_words_mean"]
     columns += sorted({k for arm in table.values() for k in arm if k.startswith("pass@")} - {
         "pass@1"}, key=lambda k: int(k.split("@")[1]))
     columns = [c for c in columns if any(c in arm for arm in table.values())]
@@ -141,10 +292,23 @@ def compare(
             writer.writerow([arm, seeds, *[x for c in columns for x in metrics.get(
                 c, (float("nan"), float("nan"), 0))[:2]]])
     lines = _markdown_table(table, columns)
-    paired = paired_differences(records, baseline) if baseline else {}
+    diff_columns = [c for c in columns if c != "collapsed_share"]  # differences: records only
+    paired = (paired_differences(records, baseline)
+              if baseline and analysis in ("paired", "both") else {})
     if paired:
         lines += ["", f"Paired by seed, difference from {baseline}:", ""]
-        lines += _markdown_table(paired, [c for c in columns if c in next(iter(paired.values()))])
+        lines += _markdown_table(paired, [c for c in diff_columns
+                                          if c in next(iter(paired.values()))])
+    unpaired = (unpaired_differences(records, baseline, n_resamples, seed)
+                if baseline and analysis in ("unpaired", "both") else {})
+    if unpaired:
+        lines += ["", f"Unpaired, difference from {baseline}: difference ± 95% Welch half-width "
+                  "[Welch-Satterthwaite df; two-sided permutation p]; runs are arm/baseline "
+                  f"(permutations: exact if at most {n_resamples} labellings, else "
+                  f"{n_resamples} random ones, seed {seed}):", ""]
+        lines += _unpaired_table(unpaired, [c for c in diff_columns
+                                            if c in next(iter(unpaired.values()))])
+        write_unpaired(unpaired, out_dir / "unpaired.csv")
     signal = summarize(training_signals(records))
     if signal:
         lines += ["", "Training signal (rollout logs of the training prompts; "
@@ -160,28 +324,83 @@ def compare(
         plot_pass_at_k({a: c for a, c in curves.items() if c}, out_dir / "pass_at_k.png")
     x_key = "correct_distinct@k" if any("correct_distinct@k" in m for m in table.values()) \
         else "distinct@k"
-    plot_quality_vs_distinct(
-        [(arm, *m[x_key][:2], *m["quality_mean"][:2]) for arm, m in table.items()],
-        out_dir / "quality_vs_distinct.png",
-        x_label=x_key,
-    )
+    points = [(arm, *m[x_key][:2], *m["quality_mean"][:2]) for arm, m in table.items()
+              if x_key in m and "quality_mean" in m]
+    if points:
+        plot_quality_vs_distinct(points, out_dir / "quality_vs_distinct.png", x_label=x_key)
     curves_by_metric = training_curves(records)
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png",
                              f"{CURVE_WINDOW}-step trailing mean")
-    return {"arms": table, "paired": paired, "out_dir": str(out_dir)}
+    return {"arms": table, "paired": paired, "unpaired": unpaired, "out_dir": str(out_dir)}
 
 
 def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> list[str]:
     lines = ["| arm | seeds | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for arm, metrics in table.items():
-        cells = [
-            f"{metrics[c][0]:.3f} ± {metrics[c][1]:.3f}" if c in metrics else "-" for c in columns
-        ]
+        cells = [_cell(*metrics[c][:3]) if c in metrics else "-" for c in columns]
         seeds = max(v[2] for v in metrics.values())
         lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(mean: float, half: float, n: int) -> str:
+    """``mean ± half``; a single value has no interval and says so instead of ``± 0.000``."""
+    if n < 2:
+        return f"{mean:.3f} (1 run, no interval)"
+    return f"{mean:.3f} ± undefined" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+
+
+def _unpaired_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> list[str]:
+    lines = ["| arm | runs | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for arm, metrics in table.items():
+        cells = []
+        for c in columns:
+            if c not in metrics:
+                cells.append("-")
+                continue
+            diff, half, df, p, _, _ = metrics[c]
+            interval = ("± undefined (an arm has one run or no spread)" if math.isnan(half)
+                        else f"± {half:.3f} [df {df:.1f}; p {p:.3g}]")
+            cells.append(f"{diff:+.3f} {interval}")
+        runs = max(v[4] for v in metrics.values()), max(v[5] for v in metrics.values())
+        lines.append(f"| {arm} | {runs[0]}/{runs[1]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def with_collapse(record: dict[str, Any], below: float) -> dict[str, Any]:
+    """``record`` with ``collapsed_share`` 1.0 if its distinct@k is below ``below``, else 0.0
+    (averaged over an arm's runs it is the share of collapsed runs); trained runs only."""
+    distinct = record["metrics"].get("distinct@k")
+    if record["run"].get("source") == "base" or distinct is None:
+        return record
+    return {**record, "metrics": {**record["metrics"],
+                                  "collapsed_share": float(distinct < below)}}
+
+
+def write_unpaired(table: dict[str, dict[str, tuple]], path: Path) -> None:
+    """One row per (difference, metric) of ``unpaired_differences``, with the interval's ends."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["difference", "metric", "estimate", "low", "high", "df", "p",
+                         "runs", "baseline_runs"])
+        for name, metrics in table.items():
+            for metric, (diff, half, df, p, runs, base_runs) in metrics.items():
+                writer.writerow([name, metric, diff, diff - half, diff + half, df, p, runs,
+                                 base_runs])
+
+
+def write_runs(records: list[dict[str, Any]], path: Path) -> None:
+    """One row per evaluated run: arm, study, seed, then every metric."""
+    keys = list(dict.fromkeys(k for r in records for k in r["metrics"]))
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arm", "study", "seed", *keys])
+        for r in records:
+            writer.writerow([arm_of(r["run"]), r["run"].get("study", ""), r["run"].get("seed", ""),
+                             *[r["metrics"].get(k, "") for k in keys]])
 
 
 def training_signals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

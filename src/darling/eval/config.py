@@ -51,6 +51,21 @@ class EvaluateConfig:
     baseline: str | None = None
     """With compare: the arm every other arm is also compared with seed by seed (paired
     differences), named as in the comparison table, e.g. ``grpo w=0``."""
+    analysis: str = "paired"
+    """With compare and baseline: ``paired`` (each arm minus the baseline seed by seed, Student-t
+    on the differences), ``unpaired`` (the two arms' runs as independent samples: Welch's
+    interval and a two-sided permutation p-value) or ``both``. Unpaired counts every run, and is
+    the narrower analysis when the arms' results are not positively correlated within a seed
+    (docs/results.md, study 3)."""
+    permutations: int = 9999
+    """With the unpaired analysis: labellings enumerated exactly if there are at most this many,
+    otherwise this many random ones (drawn with ``seed``)."""
+    collapsed_below: float | None = None
+    """With compare: a run whose distinct@k is below this counts as collapsed; each arm's share
+    of collapsed runs is reported (``collapsed_share``). None: not reported."""
+    study: str | None = None
+    """A label written into metrics.json as ``run.study`` (e.g. ``3``): compare shows it per run,
+    never pairs runs of different studies, and gives each study's unpaired difference."""
     seed: int = 0
     experiment: str | None = None
     """The ``+eval=<name>`` preset in use (each preset sets it), so that a preset run without
@@ -65,12 +80,14 @@ HELDOUT = "builtin:heldout"
 
 def default_eval_dir(
     ckpt: str | None, model_name: str, k: int, seed: int, compare: Any = None,
-    eval_path: str | None = None,
+    eval_path: str | None = None, temperature: float = 1.0, top_p: float = 1.0,
 ) -> str:
     """``<run dir>/eval-k<k>-seed<seed>`` for a checkpoint, ``evals/<model>-base-...`` for the
     base model, ``<first compared path>/comparison`` when comparing. Prompts other than the
-    built-in held-out ones (``data.eval_path``) add ``-<file stem>``, so that scoring a run on
-    another prompt file never overwrites its held-out evaluation.
+    built-in held-out ones (``data.eval_path``) add ``-<file stem>``, and sampling other than
+    temperature 1, top_p 1 adds ``-t<temperature>-p<top_p>`` (``-t0.6-p0.95``), so that scoring a
+    run on another prompt file or at another temperature never overwrites its held-out
+    evaluation.
 
     Hydra creates this directory before the job starts, so a ``ckpt`` that does not exist is
     refused here: otherwise ``ckpt=runs/x/checkpoints/last.ckpt`` would create a *directory*
@@ -84,6 +101,8 @@ def default_eval_dir(
         )
     # builtin:math_heldout -> -builtin-math_heldout, hf:org/set:split -> -set-split
     suffix = f"-{Path(str(eval_path)).stem.replace(':', '-')}" if eval_path else ""
+    if (float(temperature), float(top_p)) != (1.0, 1.0):
+        suffix += f"-t{float(temperature):g}-p{float(top_p):g}"
     if ckpt:
         return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}{suffix}")
     return f"evals/{model_name}-base-k{k}-seed{seed}{suffix}"

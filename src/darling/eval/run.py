@@ -310,8 +310,12 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
     summary.update(scores.metrics)
     summary["k"] = float(k)
     _write_csv(out_dir / "per_prompt.csv", per_prompt)
+    if cfg.get("study") is not None:
+        info = {**info, "study": cfg.study}
+    sampling = {key: cfg.rollout.get(key) for key in ("temperature", "top_p", "max_new_tokens")}
     result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-              "prompts": str(cfg.data.eval_path or HELDOUT), "metrics": summary}
+              "prompts": str(cfg.data.eval_path or HELDOUT), "sampling": sampling,
+              "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
     plots = []
