@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from darling.eval.compare import compare
 from darling.eval.config import register_eval_configs
-from darling.eval.run import evaluate
+from darling.eval.run import evaluate, log_comparison
 
 register_eval_configs()
 
@@ -13,7 +13,8 @@ register_eval_configs()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.compare:
-        compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline)
+        result = compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline)
+        log_comparison(cfg, result)
     else:
         evaluate(cfg, cfg.eval.out_dir)
 
