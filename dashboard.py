@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
         report.save()
         log.info("published the dashboard: %s", report.url)
     else:
-        log.info("to publish: upload the runs (wandb sync %s/*/wandb/offline-run-* when they were "
-                 "logged offline, then %s/comparison/wandb/offline-run-*), then python "
-                 "dashboard.py %s --publish --entity <your wandb entity>",
-                 args.sweep_dir, args.sweep_dir, args.sweep_dir)
+        log.info("to publish: upload the runs (offline ones: wandb sync "
+                 "%s/*/wandb/offline-run-*), then python dashboard.py %s --publish "
+                 "--entity <your wandb entity>",
+                 args.sweep_dir, args.sweep_dir)
     return spec
 
 

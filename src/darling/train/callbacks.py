@@ -168,9 +168,10 @@ class RolloutTable(L.Callback):
     """Every ``every_n_steps`` steps, add the rollouts of one group (the first prompt rank 0
     sampled) to a table and hand the whole table to each logger that takes tables
     (``log_table``: wandb), as TRL's ``LogCompletionsCallback`` does with its completions: the
-    latest version of ``rollouts/table`` holds every group shown so far, one row per rollout with
-    its prompt, response, quality, class, Div, reward and advantage. Rank 0 only; loggers without
-    tables (csv) get nothing, the full log is ``RolloutLog``'s."""
+    latest version of ``rollouts/table`` holds every group shown since the process started (a
+    resumed run starts a new table), one row per rollout with its prompt, response, quality,
+    class, Div, reward and advantage. Rank 0 only; loggers without tables (csv) get nothing: the
+    full log is ``RolloutLog``'s."""
 
     def __init__(self, every_n_steps: int):
         self.every_n_steps = every_n_steps
@@ -185,7 +186,6 @@ class RolloutTable(L.Callback):
         if (step + 1) % self.every_n_steps and not _is_final_step(trainer):
             return
         prompts = {row.id: row.prompt for row in batch.rows}
-        self.rows = [r for r in self.rows if r[0] < step]  # a resumed run redoes later steps
         first = records[0]["group_id"]
         self.rows += [
             [step, str(r["group_id"]), prompts.get(r["prompt_id"], r["prompt_id"]),
