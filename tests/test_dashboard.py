@@ -120,3 +120,48 @@ def test_dashboard_definition_builds_a_wandb_report(sweep):
     report = to_report(dashboard_spec(runs), entity="someone")  # built offline, not saved
     grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
     assert len(grids) == 4 and grids[0].runsets[0].groupby == ["config.reward.diversity_weight"]
+
+
+def test_rollout_table_adds_one_group_every_n_steps_for_loggers_with_tables():
+    from types import SimpleNamespace
+
+    from darling.tasks.prompts import PromptRow
+    from darling.train.callbacks import RolloutTable
+
+    class TableLogger:
+        def __init__(self):
+            self.calls = []
+
+        def log_table(self, key, columns, data, step):
+            self.calls.append((key, columns, [list(r) for r in data], step))
+
+    logger = TableLogger()
+    trainer = SimpleNamespace(loggers=[logger, object()], is_global_zero=True, max_steps=4,
+                              global_step=0)
+    rows = [PromptRow(id="p0", prompt="Name a colour.", kind="open"),
+            PromptRow(id="p1", prompt="Name a fish.", kind="open")]
+    callback = RolloutTable(every_n_steps=2)
+    for step in range(4):
+        trainer.global_step = step + 1
+        records = [{"step": step, "group_id": g, "prompt_id": f"p{g}", "response": f"r{i}",
+                    "quality": 1.0, "class": i, "diversity": 0.5, "reward": 0.5,
+                    "advantage": 0.0} for g in (0, 1) for i in range(2)]
+        callback.on_train_batch_end(trainer, None, {"rollouts": records},
+                                    SimpleNamespace(rows=rows), 0)
+    # steps 1 and 3 (every 2nd); each adds group 0's two rollouts, with their prompt
+    assert [(key, step) for key, _, _, step in logger.calls] == [(ROLLOUT_TABLE_KEY, 1),
+                                                                (ROLLOUT_TABLE_KEY, 3)]
+    _, columns, data, _ = logger.calls[-1]
+    assert columns == list(ROLLOUT_TABLE_COLUMNS)
+    assert data == [[1, "0", "Name a colour.", "r0", 1.0, 0, 0.5, 0.5, 0.0],
+                    [1, "0", "Name a colour.", "r1", 1.0, 1, 0.5, 0.5, 0.0],
+                    [3, "0", "Name a colour.", "r0", 1.0, 0, 0.5, 0.5, 0.0],
+                    [3, "0", "Name a colour.", "r1", 1.0, 1, 0.5, 0.5, 0.0]]
+
+
+def test_an_evaluation_of_a_run_trained_without_wandb_gets_the_id_it_would_have_had(tmp_path):
+    from darling.train.loggers import wandb_run_id
+
+    identity = wandb_identity(tmp_path, "tiny-grpo-w0.0-seed1")
+    assert identity == {"id": wandb_run_id(tmp_path, "tiny-grpo-w0.0-seed1"),
+                        "name": "tiny-grpo-w0.0-seed1", "group": "", "tags": []}

@@ -332,7 +332,7 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
 
 def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
     """The configured logger of this evaluation. Under ``logger=wandb`` the evaluation of a
-    trained run logs into that run's own wandb run (its id, project, group, name and tags:
+    trained run logs into that run's own wandb run (its id, entity, project, group, name, tags:
     ``wandb_identity``), with its files beside the training's in ``<run dir>/wandb``, so one row
     of the runs table holds the training curves and the held-out results. The run's training
     config is logged again (unchanged for a run trained with wandb; for one trained without, it
@@ -343,7 +343,8 @@ def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
     run_cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
     identity = wandb_identity(run_dir, run_cfg.get("run_name"))
     logger = instantiate(cfg.logger, save_dir=str(run_dir), **{
-        k: identity[k] for k in ("id", "project", "group", "name", "tags") if k in identity})
+        k: identity[k] for k in ("id", "entity", "project", "group", "name", "tags")
+        if identity.get(k) is not None})
     logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
     return logger
 

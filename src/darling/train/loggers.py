@@ -102,7 +102,7 @@ def wandb_logger(
     it (``resume="allow"``), so a requeued or resumed run continues its wandb run instead of
     starting a second one. ``group`` defaults to the Hydra sweep directory in a multirun (``""``:
     no group), so the runs of one sweep share a group; ``tags`` name the arm. The run's identity
-    (id, project, group, name, tags) is written to ``<save_dir>/wandb-run.json``, so that
+    (id, entity, project, group, name, tags) is written to ``<save_dir>/wandb-run.json``, so that
     ``evaluate.py ckpt=<run dir> logger=wandb`` logs into the same run (``wandb_identity``). Set
     ``WANDB_MODE=offline`` to log without a network.
     """
@@ -114,7 +114,7 @@ def wandb_logger(
     group = _sweep_group() if group is None else group or None
     tags = [str(t) for t in tags if t is not None]
     _write_identity(Path(save_dir), {"id": kwargs["id"], "project": project, "group": group,
-                                     "name": name, "tags": tags})
+                                     "name": name, "tags": tags, "entity": kwargs.get("entity")})
     return WandbLogger(save_dir=str(save_dir), project=project, name=name, group=group,
                        tags=tags, **kwargs)
 
@@ -130,10 +130,10 @@ def _write_identity(save_dir: Path, identity: dict[str, Any]) -> None:
 
 
 def wandb_identity(run_dir: str | Path, run_name: str | None = None) -> dict[str, Any]:
-    """The wandb run a training run directory logs to: ``id``, ``project``, ``group``, ``name``
-    and ``tags`` from its ``wandb-run.json``; for a run trained without wandb, the id and name
-    it would have had (``wandb_run_id`` of the directory and ``run_name``), no group (``""``)
-    and no tags."""
+    """The wandb run a training run directory logs to: ``id``, ``entity``, ``project``,
+    ``group``, ``name`` and ``tags`` from its ``wandb-run.json``; for a run trained without
+    wandb, the id and name it would have had (``wandb_run_id`` of the directory and
+    ``run_name``), no group (``""``) and no tags."""
     path = Path(run_dir) / WANDB_IDENTITY
     if path.is_file():
         identity = json.loads(path.read_text())
