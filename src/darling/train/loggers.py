@@ -172,8 +172,17 @@ def _sweep_group() -> str | None:
 
 def close_logger(logger: Any) -> None:
     """End a wandb run, so that the next run in this process (a sweep job, a test) starts its own
-    run instead of appending to this one. Other loggers need nothing."""
+    run instead of appending to this one, and wait until wandb's service has written all of it to
+    the run's files: ``finish()`` can return before its last records (a table logged at the last
+    step, the evaluation's summary) reach ``run-<id>.wandb``, and the next reader (``wandb
+    sync``, ``dashboard.py``, an evaluation resuming the run in this process) would miss them.
+    ``wandb.teardown()`` waits for that; the next run starts a new service. Other loggers need
+    nothing."""
     from lightning.pytorch.loggers import WandbLogger
 
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()
+        if rank_zero_only.rank == 0:
+            import wandb
+
+            wandb.teardown()
