@@ -8,6 +8,7 @@ EXTRAS = {
     "vllm": "gpu",
     "bitsandbytes": "gpu",
     "wandb": "wandb",
+    "wandb_workspaces": "wandb",
     "pandas": "parquet",
     "pyarrow": "parquet",
     "datasets": "hub",

@@ -332,7 +332,8 @@ def compare(
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png",
                              f"{CURVE_WINDOW}-step trailing mean")
-    return {"arms": table, "paired": paired, "unpaired": unpaired, "out_dir": str(out_dir)}
+    return {"arms": table, "paired": paired, "unpaired": unpaired, "out_dir": str(out_dir),
+            "runs": [record["run"] for record in records]}
 
 
 def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> list[str]:

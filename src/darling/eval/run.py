@@ -39,7 +39,7 @@ from darling.rollout.base import EVAL_STREAM, group_seeds
 from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
-from darling.train.loggers import close_logger
+from darling.train.loggers import close_logger, uses_wandb, wandb_identity
 from darling.train.run import build_engine
 
 log = logging.getLogger(__name__)
@@ -326,16 +326,43 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
             plots.append(plot_pass_at_k({info.get("reward", "base"): curve},
                                         out_dir / "pass_at_k.png"))
     if cfg.logger:
-        _log_to_logger(instantiate(cfg.logger, save_dir=str(out_dir)), summary, out_dir, plots)
+        logger = eval_logger(cfg, out_dir, info)
+        logger.log_hyperparams({"eval": result["eval"], "eval_prompts": result["prompts"]})
+        _log_to_logger(logger, summary, out_dir, plots)
     log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()
                                                         if "@" in k or k == "quality_mean"})
     return summary
 
 
+def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
+    """The configured logger of this evaluation. Under ``logger=wandb`` the evaluation of a
+    trained run logs into that run's own wandb run (its id, entity, project, group, name, tags:
+    ``wandb_identity``), with its files beside the training's in ``<run dir>/wandb``, so one row
+    of the runs table holds the training curves and the held-out results. The run's training
+    config is logged again (unchanged for a run trained with wandb; for one trained without, it
+    gives the run its arm, so a dashboard can group it)."""
+    run_dir = info.get("run_dir")
+    if not (run_dir and uses_wandb(cfg.logger)):
+        return instantiate(cfg.logger, save_dir=str(out_dir))
+    run_cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
+    identity = wandb_identity(run_dir, run_cfg.get("run_name"))
+    logger = instantiate(cfg.logger, save_dir=str(run_dir), **{
+        k: identity[k] for k in ("id", "entity", "project", "group", "name", "tags")
+        if identity.get(k) is not None})
+    logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
+    return logger
+
+
 def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots: list[Path]):
     """Send the summary, a table of generations and the plots to a configured logger (wandb
-    logs all three; loggers without tables or images get the summary only)."""
-    logger.log_metrics({f"eval/{k}": v for k, v in summary.items()})
+    logs all three; loggers without tables or images get the summary only). A wandb run also
+    gets the summary as its run summary, which the runs table and the dashboard's per-arm panels
+    read, whatever step its history rows land on."""
+    metrics = {f"eval/{k}": v for k, v in summary.items()}
+    logger.log_metrics(metrics)
+    run = getattr(logger, "experiment", None)
+    if hasattr(run, "summary"):
+        run.summary.update(metrics)
     if hasattr(logger, "log_table"):
         records = [json.loads(line) for line in (out_dir / "generations.jsonl").open()]
         columns = list(records[0]) if records else []
@@ -345,6 +372,43 @@ def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots:
         logger.log_image("eval/plots", [str(p) for p in plots])
     logger.finalize("success")
     close_logger(logger)
+
+
+def log_comparison(cfg: DictConfig, result: dict[str, Any]) -> None:
+    """Under ``logger=wandb``: log a comparison's table (``compare/arms``, the rows of
+    ``comparison.csv``) and plots (``compare/plots``) to a run named ``comparison`` in the wandb
+    group of the compared runs (the sweep's), job type ``comparison``. Other loggers: nothing
+    (the comparison's files are the record)."""
+    if not uses_wandb(cfg.logger):
+        return
+    out_dir = Path(result["out_dir"])
+    identities = [wandb_identity(r["run_dir"]) for r in result["runs"] if r.get("run_dir")]
+    groups = sorted({i.get("group") or "" for i in identities})
+    projects = sorted({i["project"] for i in identities if i.get("project")})
+    if len(groups) > 1:
+        log.warning("the compared runs are in several wandb groups %s: the comparison run gets "
+                    "none", groups)
+    extra = {"project": projects[0]} if len(projects) == 1 else {}
+    logger = instantiate(cfg.logger, save_dir=str(out_dir), name="comparison",
+                         group=groups[0] if len(groups) == 1 else "", tags=["comparison"],
+                         job_type="comparison", **extra)
+    with (out_dir / "comparison.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    logger.log_table("compare/arms", columns=rows[0],
+                     data=[[_number(cell) for cell in row] for row in rows[1:]])
+    plots = sorted(out_dir.glob("*.png"))
+    if plots:
+        logger.log_image("compare/plots", [str(p) for p in plots])
+    logger.finalize("success")
+    close_logger(logger)
+
+
+def _number(cell: str) -> Any:
+    """A CSV cell as a float where it is one (so wandb sorts and plots it), else the text."""
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

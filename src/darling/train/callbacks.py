@@ -154,3 +154,44 @@ class RolloutLog(L.Callback):
                 path.write_text("".join(line + "\n" for line in kept))
         with path.open("a") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+ROLLOUT_TABLE_KEY = "rollouts/table"
+"""The logger key of the rollout table (``RolloutTable``)."""
+
+ROLLOUT_TABLE_COLUMNS = ("step", "group_id", "prompt", "response", "quality", "class",
+                         "diversity", "reward", "advantage")
+"""Its columns: one row per rollout of the group shown; ``diversity`` is Div_i."""
+
+
+class RolloutTable(L.Callback):
+    """Every ``every_n_steps`` steps, add the rollouts of one group (the first prompt rank 0
+    sampled) to a table and hand the whole table to each logger that takes tables
+    (``log_table``: wandb), as TRL's ``LogCompletionsCallback`` does with its completions: the
+    latest version of ``rollouts/table`` holds every group shown since the process started (a
+    resumed run starts a new table), one row per rollout with its prompt, response, quality,
+    class, Div, reward and advantage. Rank 0 only; loggers without tables (csv) get nothing: the
+    full log is ``RolloutLog``'s."""
+
+    def __init__(self, every_n_steps: int):
+        self.every_n_steps = every_n_steps
+        self.rows: list[list] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        records = (outputs or {}).get("rollouts")
+        loggers = [lg for lg in trainer.loggers if hasattr(lg, "log_table")]
+        if not (records and loggers and trainer.is_global_zero):
+            return
+        step = records[0]["step"]
+        if (step + 1) % self.every_n_steps and not _is_final_step(trainer):
+            return
+        prompts = {row.id: row.prompt for row in batch.rows}
+        first = records[0]["group_id"]
+        self.rows += [
+            [step, str(r["group_id"]), prompts.get(r["prompt_id"], r["prompt_id"]),
+             r["response"], *(r[k] for k in ROLLOUT_TABLE_COLUMNS[4:])]
+            for r in records if r["group_id"] == first
+        ]
+        for logger in loggers:
+            logger.log_table(ROLLOUT_TABLE_KEY, columns=list(ROLLOUT_TABLE_COLUMNS),
+                             data=self.rows, step=step)

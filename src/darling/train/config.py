@@ -165,6 +165,10 @@ class TrainConfig:
     (an unreachable judge); 0 never stops."""
     log_rollouts: bool = True
     """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
+    rollout_table_every_n_steps: int = 10
+    """Every this many steps (and at the last), loggers that take tables (logger=wandb) get the
+    table ``rollouts/table`` with one more group's rollouts (prompt, response, quality, class,
+    Div, reward, advantage); 0: never."""
 
 
 def register_configs() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from argparse import Namespace
 from collections.abc import Sequence
@@ -99,19 +100,50 @@ def wandb_logger(
 
     The wandb run id is a function of the run directory (``wandb_run_id``) and the logger resumes
     it (``resume="allow"``), so a requeued or resumed run continues its wandb run instead of
-    starting a second one. ``group`` defaults to the Hydra sweep directory in a multirun, so the
-    runs of one sweep share a group; ``tags`` name the arm. Set ``WANDB_MODE=offline`` to log
-    without a network.
+    starting a second one. ``group`` defaults to the Hydra sweep directory in a multirun (``""``:
+    no group), so the runs of one sweep share a group; ``tags`` name the arm. The run's identity
+    (id, entity, project, group, name, tags) is written to ``<save_dir>/wandb-run.json``, so that
+    ``evaluate.py ckpt=<run dir> logger=wandb`` logs into the same run (``wandb_identity``). Set
+    ``WANDB_MODE=offline`` to log without a network.
     """
     require_module("wandb", "logger=wandb")
     from lightning.pytorch.loggers import WandbLogger
 
     kwargs.setdefault("id", wandb_run_id(save_dir, name))
     kwargs.setdefault("resume", "allow")
-    return WandbLogger(
-        save_dir=str(save_dir), project=project, name=name, group=group or _sweep_group(),
-        tags=[str(t) for t in tags if t is not None], **kwargs,
-    )
+    group = _sweep_group() if group is None else group or None
+    tags = [str(t) for t in tags if t is not None]
+    _write_identity(Path(save_dir), {"id": kwargs["id"], "project": project, "group": group,
+                                     "name": name, "tags": tags, "entity": kwargs.get("entity")})
+    return WandbLogger(save_dir=str(save_dir), project=project, name=name, group=group,
+                       tags=tags, **kwargs)
+
+
+WANDB_IDENTITY = "wandb-run.json"
+"""The file in a run directory that names the wandb run it logs to."""
+
+
+@rank_zero_only
+def _write_identity(save_dir: Path, identity: dict[str, Any]) -> None:
+    save_dir.mkdir(parents=True, exist_ok=True)
+    (save_dir / WANDB_IDENTITY).write_text(json.dumps(identity, indent=2) + "\n")
+
+
+def wandb_identity(run_dir: str | Path, run_name: str | None = None) -> dict[str, Any]:
+    """The wandb run a training run directory logs to: ``id``, ``entity``, ``project``,
+    ``group``, ``name`` and ``tags`` from its ``wandb-run.json``; for a run trained without
+    wandb, the id and name it would have had (``wandb_run_id`` of the directory and
+    ``run_name``), no group (``""``) and no tags."""
+    path = Path(run_dir) / WANDB_IDENTITY
+    if path.is_file():
+        identity = json.loads(path.read_text())
+        return {**identity, "group": identity.get("group") or ""}
+    return {"id": wandb_run_id(run_dir, run_name), "name": run_name, "group": "", "tags": []}
+
+
+def uses_wandb(logger_cfg: Any) -> bool:
+    """Whether a ``logger/`` config builds the wandb logger."""
+    return logger_cfg is not None and "wandb" in str(logger_cfg.get("_target_", ""))
 
 
 def wandb_run_id(save_dir: str | Path, name: str | None = None) -> str:
@@ -140,8 +172,17 @@ def _sweep_group() -> str | None:
 
 def close_logger(logger: Any) -> None:
     """End a wandb run, so that the next run in this process (a sweep job, a test) starts its own
-    run instead of appending to this one. Other loggers need nothing."""
+    run instead of appending to this one, and wait until wandb's service has written all of it to
+    the run's files: ``finish()`` can return before its last records (a table logged at the last
+    step, the evaluation's summary) reach ``run-<id>.wandb``, and the next reader (``wandb
+    sync``, ``dashboard.py``, an evaluation resuming the run in this process) would miss them.
+    ``wandb.teardown()`` waits for that; the next run starts a new service. Other loggers need
+    nothing."""
     from lightning.pytorch.loggers import WandbLogger
 
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()
+        if rank_zero_only.rank == 0:
+            import wandb
+
+            wandb.teardown()

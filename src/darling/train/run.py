@@ -25,10 +25,16 @@ from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
 from darling.tasks.prompts import HUB_PREFIX
-from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy, StepMetrics
+from darling.train.callbacks import (
+    CheckpointOnSigterm,
+    RolloutLog,
+    RolloutTable,
+    SavePolicy,
+    StepMetrics,
+)
 from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from darling.train.data import PromptDataModule, check_prompt_lengths
-from darling.train.loggers import close_logger
+from darling.train.loggers import close_logger, uses_wandb
 from darling.train.module import DarlingModule
 from darling.train.rollouts import RolloutCallback
 
@@ -74,6 +80,8 @@ def validate(cfg: DictConfig) -> None:
         (batch_error is None, batch_error),
         (d.max_prompt_tokens >= 1, f"data.max_prompt_tokens={d.max_prompt_tokens}: must be >= 1"),
         (cfg.max_failed_steps >= 0, f"max_failed_steps={cfg.max_failed_steps}: must be >= 0"),
+        (cfg.rollout_table_every_n_steps >= 0,
+         f"rollout_table_every_n_steps={cfg.rollout_table_every_n_steps}: must be >= 0 (0: off)"),
         (cfg.model.lora.dropout == 0,
          f"model.lora.dropout={cfg.model.lora.dropout}: must be 0 in training (the old and new "
          "log-probs would use different dropout masks, so the on-policy PPO ratio is not 1)"),
@@ -110,7 +118,7 @@ def validate(cfg: DictConfig) -> None:
         check_vllm(ro)
     if o.optimizer == "adamw_8bit":
         needed.append("bitsandbytes")
-    if cfg.logger is not None and "wandb" in str(cfg.logger.get("_target_", "")):
+    if uses_wandb(cfg.logger):
         needed.append("wandb")
     for module in needed:
         require_module(module)
@@ -447,6 +455,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             rollouts,  # samples before each step, syncs the engine after it (before its metrics)
             step_metrics,  # before any checkpoint of the step: rows and checkpoints agree
             *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
+            *([RolloutTable(cfg.rollout_table_every_n_steps)]
+              if cfg.rollout_table_every_n_steps > 0 else []),
             ModelCheckpoint(
                 dirpath=checkpoints,
                 filename="step{step:06d}",
@@ -492,7 +502,7 @@ class Preempted(SystemExit):
 RESUMABLE_KEYS = (
     "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
-    "max_failed_steps",
+    "rollout_table_every_n_steps", "max_failed_steps",
 )
 """Settings a resume may change: how long and how visibly the run goes, never what it trains."""
 
