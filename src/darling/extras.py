@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from darling.errors import MissingExtraError
+
 EXTRAS = {
     "vllm": "gpu",
     "bitsandbytes": "gpu",
@@ -22,7 +24,7 @@ def require_module(module: str, why: str = "this config") -> None:
     except ModuleNotFoundError:  # a parent package of a dotted name is missing
         found = False
     if not found:
-        raise ImportError(
+        raise MissingExtraError(
             f"{why} needs {module}, which is not installed: pip install "
             f"'darling[{EXTRAS.get(module, module)}]'"
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from darling.errors import ConfigError, MissingPathError
 from darling.eval.config import HELDOUT
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
 from darling.eval.training_signal import training_signal
@@ -44,11 +45,11 @@ def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"compare: {path} does not exist")
+            raise MissingPathError(f"compare: {path} does not exist")
         found += [path] if path.is_file() else sorted(path.rglob("metrics.json"))
     found = [p for p in found if p.parent.name != "comparison"]
     if not found:
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"compare: no metrics.json under {list(map(str, paths))}; run evaluate.py on each "
             "run first"
         )
@@ -65,7 +66,7 @@ def check_same_protocol(records: list[dict[str, Any]], files: list[Path]) -> Non
     if len(protocols) > 1:
         listing = "; ".join(f"prompts={p} k={k}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
                             for (p, k), dirs in protocols.items())
-        raise ValueError(
+        raise ConfigError(
             f"compare: these evaluations used different prompts or k ({listing}); pass the "
             "metrics.json files or folders of one protocol only"
         )
@@ -103,7 +104,7 @@ def paired_differences(
     by_arm_seed = {(arm_of(r["run"]), r["run"].get("seed")): r["metrics"] for r in records}
     base = {seed: m for (arm, seed), m in by_arm_seed.items() if arm == baseline}
     if not base:
-        raise ValueError(f"baseline={baseline!r} is not an arm here; arms: "
+        raise ConfigError(f"baseline={baseline!r} is not an arm here; arms: "
                          f"{sorted({arm for arm, _ in by_arm_seed})}")
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
     for arm in dict.fromkeys(arm for arm, _ in by_arm_seed):

@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from darling.errors import BadFileError, ConfigError, MissingPathError
 from darling.eval.config import HELDOUT, run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
@@ -50,16 +51,16 @@ def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     """
     path = Path(ckpt)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt={ckpt!r}: {path} does not exist")
+        raise MissingPathError(f"ckpt={ckpt!r}: {path} does not exist")
     run_dir = run_dir_of(path)
     if path.is_file() or is_sharded_checkpoint(path):
         if not (run_dir / "config.yaml").is_file():
-            raise ValueError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
+            raise BadFileError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
         return run_dir, path
     if not (run_dir / "config.yaml").is_file() or not (
         (run_dir / "policy").is_dir() or (run_dir / "checkpoints" / "last.ckpt").exists()
     ):
-        raise ValueError(
+        raise BadFileError(
             f"ckpt={ckpt!r} is not a darling run: expected {run_dir}/config.yaml and a "
             f"policy/ folder or checkpoints/last.ckpt (pass a run directory from runs/)"
         )
@@ -85,7 +86,7 @@ def check_eval_config(cfg: DictConfig) -> None:
     if cfg.rollout.n_per_prompt != k:
         errors.append(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
     if errors:
-        raise ValueError("invalid evaluation config:\n  " + "\n  ".join(errors))
+        raise ConfigError("invalid evaluation config:\n  " + "\n  ".join(errors))
 
 
 def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
@@ -125,18 +126,18 @@ def checkpoint_errors(ckpt_file: Path, model_name: str) -> Iterator[None]:
     try:
         yield
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(_unreadable(ckpt_file, err)) from None
+        raise BadFileError(_unreadable(ckpt_file, err)) from None
     except RuntimeError as err:
         text = str(err)
         if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
-            raise ValueError(
+            raise BadFileError(
                 f"ckpt={ckpt_file}: its weights do not fit the policy of its run "
                 f"(model {model_name!r}): {_key_summary(text)}. Pass the checkpoint of a darling "
                 "run of this model (its config.yaml must sit in the run directory)"
             ) from None
-        raise ValueError(_unreadable(ckpt_file, err)) from None
+        raise BadFileError(_unreadable(ckpt_file, err)) from None
     except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(
+        raise BadFileError(
             f"ckpt={ckpt_file}: not a darling training checkpoint (no policy state_dict: "
             f"{type(err).__name__}: {err}); pass runs/<run> or its checkpoints/last.ckpt"
         ) from None

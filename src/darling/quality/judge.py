@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from darling.errors import ConfigError
+
 DEFAULT_TEMPLATE = (
     "Rate the quality of the assistant's response to the user's request on a scale from 1 "
     "(useless) to 10 (excellent). Consider helpfulness, correctness and writing.\n\n"
@@ -83,7 +85,7 @@ class JudgeQuality:
         max_tokens: int = 8,
     ):
         if "{prompt}" not in template or "{completion}" not in template:
-            raise ValueError("quality.template must contain {prompt} and {completion}")
+            raise ConfigError("quality.template must contain {prompt} and {completion}")
         self.base_url, self.model, self.template = base_url.rstrip("/"), model, template
         self.api_key_env, self.timeout_s, self.retries = api_key_env, timeout_s, retries
         self.backoff_s, self.max_workers, self.max_tokens = backoff_s, max_workers, max_tokens

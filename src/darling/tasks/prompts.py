@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from darling.errors import BadFileError, ConfigError, MissingPathError
+
 KINDS = ("answers", "ground_truth", "open")
 SPLITS = ("train", "heldout")
 DATA_DIR = Path(__file__).with_name("data")
@@ -52,7 +54,7 @@ def row_field(row: Any, name: str) -> Any:
     """``name`` of a prompt row (a ``PromptRow`` or a plain dict); a clear error if absent."""
     value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
     if value is None:
-        raise ValueError(f"prompt row {row!r} has no {name!r}, which this function needs")
+        raise ConfigError(f"prompt row {row!r} has no {name!r}, which this function needs")
     return value
 
 
@@ -65,7 +67,7 @@ def row_aliases(row: Any) -> dict[str, str] | None:
 def builtin_path(split: str) -> Path:
     """Path of the built-in open-ended verifiable task, split ``"train"`` or ``"heldout"``."""
     if split not in SPLITS:
-        raise ValueError(f"unknown built-in split {split!r}: choose one of {SPLITS}")
+        raise ConfigError(f"unknown built-in split {split!r}: choose one of {SPLITS}")
     return DATA_DIR / f"builtin_{split}.jsonl"
 
 
@@ -80,12 +82,12 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: prompt file not found")
+        raise MissingPathError(f"{path}: prompt file not found")
     unit = "row" if path.suffix == ".parquet" else "line"
     raw = _parquet_records(path) if unit == "row" else _jsonl_records(path)
     rows = [_to_row(record, index, f"{path}: {unit} {index + 1}") for index, record in raw]
     if not rows:
-        raise ValueError(f"{path}: prompt file is empty")
+        raise BadFileError(f"{path}: prompt file is empty")
     _check_one_kind(rows, raw, path, unit)
     _check_unique_ids(rows, raw, path, unit)
     return rows
@@ -98,7 +100,7 @@ def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(
+                raise BadFileError(
                     f"{path}: line {index + 1}: not UTF-8 (byte {raw[error.start]:#04x} at "
                     f"column {error.start + 1}); save the file as UTF-8"
                 ) from None
@@ -107,7 +109,7 @@ def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
             try:
                 records.append((index, json.loads(line)))
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: line {index + 1}: bad JSON ({error.msg})") from error
+                raise BadFileError(f"{path}: line {index + 1}: bad JSON ({error.msg})") from error
     return records
 
 
@@ -129,31 +131,31 @@ def _parquet_records(path: Path) -> list[tuple[int, Any]]:
 
 def _to_row(record: Any, index: int, where: str) -> PromptRow:
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: a row must be a JSON object, got {type(record).__name__}")
+        raise BadFileError(f"{where}: a row must be a JSON object, got {type(record).__name__}")
     prompt = record.get("prompt")
     if not isinstance(prompt, str):
-        raise ValueError(f"{where}: the row has no string 'prompt' field")
+        raise BadFileError(f"{where}: the row has no string 'prompt' field")
     if not prompt.strip():
-        raise ValueError(f"{where}: 'prompt' is empty")
+        raise BadFileError(f"{where}: 'prompt' is empty")
     common = {
         "id": str(index if record.get("id") is None else record["id"]),
         "prompt": prompt,
         "category": None if record.get("category") is None else str(record["category"]),
     }
     if "answers" in record and "ground_truth" in record:
-        raise ValueError(f"{where}: a row has 'answers' or 'ground_truth', not both")
+        raise BadFileError(f"{where}: a row has 'answers' or 'ground_truth', not both")
     if "answers" in record:
         answers = _answers(record["answers"], where)
         aliases = _aliases(record.get("aliases", {}), answers, where)
         return PromptRow(kind="answers", answers=answers, aliases=aliases, **common)
     if "aliases" in record:
-        raise ValueError(f"{where}: 'aliases' needs an 'answers' field")
+        raise BadFileError(f"{where}: 'aliases' needs an 'answers' field")
     if "ground_truth" in record:
         return PromptRow(
             kind="ground_truth", ground_truth=_ground_truth(record["ground_truth"], where), **common
         )
     if "answer" in record:
-        raise ValueError(
+        raise BadFileError(
             f"{where}: unknown field 'answer': name it 'answers' (a list of accepted answers) "
             "or 'ground_truth' (one math answer)"
         )
@@ -166,7 +168,7 @@ def _answers(value: Any, where: str) -> tuple[str, ...]:
         or not value
         or not all(isinstance(a, str) and a.strip() for a in value)
     ):
-        raise ValueError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
+        raise BadFileError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
     return tuple(value)
 
 
@@ -174,19 +176,19 @@ def _aliases(value: Any, answers: tuple[str, ...], where: str) -> tuple[tuple[st
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise ValueError(f"{where}: 'aliases' must map strings (alias) to strings (canonical)")
+        raise BadFileError(f"{where}: 'aliases' must map strings (alias) to strings (canonical)")
     unknown = sorted({s for pair in value.items() for s in pair} - set(answers))
     if unknown:
-        raise ValueError(f"{where}: 'aliases' names strings not in 'answers': {unknown}")
+        raise BadFileError(f"{where}: 'aliases' names strings not in 'answers': {unknown}")
     return tuple(value.items())
 
 
 def _ground_truth(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{where}: 'ground_truth' must be a string or a number")
+        raise BadFileError(f"{where}: 'ground_truth' must be a string or a number")
     text = str(value)
     if not text.strip():
-        raise ValueError(f"{where}: 'ground_truth' is empty")
+        raise BadFileError(f"{where}: 'ground_truth' is empty")
     return text
 
 
@@ -206,14 +208,14 @@ def _check_one_kind(rows: list[PromptRow], raw: list[tuple[int, Any]], path: Pat
         lines_by_kind.setdefault(row.kind, []).append(index + 1)
     if len(lines_by_kind) > 1:
         parts = [f"'{kind}' at {unit}s {_some(lines)}" for kind, lines in lines_by_kind.items()]
-        raise ValueError(f"{path}: rows mix kinds ({'; '.join(parts)}); one file holds one kind")
+        raise BadFileError(f"{path}: rows mix kinds ({'; '.join(parts)}); one file holds one kind")
 
 
 def _check_unique_ids(rows: list[PromptRow], raw: list[tuple[int, Any]], path: Path, unit: str):
     first_line: dict[str, int] = {}
     for row, (index, _) in zip(rows, raw, strict=True):
         if row.id in first_line:
-            raise ValueError(
+            raise BadFileError(
                 f"{path}: {unit} {index + 1}: id {row.id!r} repeats {unit} {first_line[row.id]}"
             )
         first_line[row.id] = index + 1

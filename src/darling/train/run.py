@@ -17,6 +17,15 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from darling.errors import (
+    BadFileError,
+    ConfigError,
+    MissingPathError,
+    NotAFileError,
+    NotAFolderError,
+    RunExistsError,
+    UnwritableError,
+)
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
@@ -55,7 +64,10 @@ def validate(cfg: DictConfig) -> None:
          f"reward.diversity_floor={r.diversity_floor}: must be in [0, 1] "
          f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
         (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
-        (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
+        (ro.n_per_prompt >= 2,
+         f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 2 (the advantage is a rollout's "
+         "reward minus its group's mean, so a group of one has advantage 0 and nothing is "
+         "learned; use 4 or more)"),
         (ro.sleep_level in (1, 2), f"rollout.sleep_level={ro.sleep_level}: choose 1 (offload "
          "vLLM's weights to CPU memory while it sleeps) or 2 (discard them)"),
         (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
@@ -87,12 +99,9 @@ def validate(cfg: DictConfig) -> None:
     ]
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
-    errors += _missing_classifier_errors(cfg)
+    errors += missing_value_errors(cfg)
     if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-    if ro.n_per_prompt == 1:
-        log.warning("rollout.n_per_prompt=1: every group has one rollout, so every advantage is 0 "
-                    "and nothing is learned; use 4 or more")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     needed = []
     if ro.engine == "vllm":
         needed.append("vllm")
@@ -108,17 +117,27 @@ def validate(cfg: DictConfig) -> None:
             require_module("pyarrow", f"the Parquet prompt file {path}")
 
 
-def _missing_classifier_errors(cfg: DictConfig) -> list[str]:
-    """A classifier config with a required field left at ``???`` (``classifier=saved`` needs
-    its directory, ``classifier=darling_modernbert`` the folder of the weights)."""
-    classifier = cfg.get("classifier")
-    if not isinstance(classifier, DictConfig):
-        return []
-    return [
-        f"classifier.{key} is required by {classifier.get('_target_', 'the classifier config')}: "
-        f"pass classifier.{key}=<value> (see the comment in its conf/classifier/*.yaml)"
-        for key in sorted(OmegaConf.missing_keys(classifier))
-    ]
+def missing_value_errors(cfg: DictConfig) -> list[str]:
+    """A group config with a required field left at ``???`` (``classifier=saved`` needs its
+    directory, ``quality=reward_model`` its path, ``quality=judge`` its base_url and model)."""
+    errors = []
+    for group in MANDATORY_GROUPS:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        # missing_keys names keys from the root of the node's config (classifier.directory)
+        keys = sorted(k if k.startswith(f"{group}.") else f"{group}.{k}"
+                      for k in OmegaConf.missing_keys(node))
+        errors += [
+            f"{key} is required by {node.get('_target_', f'the {group} config')}: pass "
+            f"{key}=<value> (see the comment in its conf/{group}/*.yaml)"
+            for key in keys
+        ]
+    return errors
+
+
+MANDATORY_GROUPS = ("classifier", "quality", "diversity")
+"""Groups whose configs may leave a field for the user to fill (``???``)."""
 
 
 def scale_errors(cfg: DictConfig) -> list[str]:
@@ -203,7 +222,7 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
         return resolve_checkpoint("last" if last.exists() else None, run_dir)
     if ckpt_path is None:
         if last.exists():
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{run_dir} already holds a run ({last}). Pass ckpt_path=last (or auto) to resume "
                 "it, or run_name=<new name> to start another"
             )
@@ -211,16 +230,16 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     path = last if ckpt_path == "last" else Path(ckpt_path)
     if path.is_dir():
         if not is_sharded_checkpoint(path):
-            raise ValueError(
+            raise BadFileError(
                 f"checkpoint directory {path} has no {METADATA_FILE}: it is not a complete "
                 f"sharded checkpoint; resume from another one in {path.parent} with "
                 "ckpt_path=<dir>"
             )
         return str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
+        raise MissingPathError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(
+        raise BadFileError(
             f"checkpoint {path} is corrupt or truncated (not a torch zip archive); resume from "
             f"an earlier file in {path.parent} with ckpt_path=<file>"
         )
@@ -268,16 +287,16 @@ def check_writable(run_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise OSError(f"run directory {run_dir} is not writable: {err}") from err
+        raise UnwritableError(f"run directory {run_dir} is not writable: {err}") from err
     for name in RUN_DIR_FOLDERS:
         if (run_dir / name).exists() and not (run_dir / name).is_dir():
-            raise NotADirectoryError(
+            raise NotAFolderError(
                 f"{run_dir / name} is a file, but training writes a folder there: move or "
                 "delete it, or pick another run_name"
             )
     for name in RUN_DIR_FILES:
         if (run_dir / name).is_dir():
-            raise IsADirectoryError(
+            raise NotAFileError(
                 f"{run_dir / name} is a folder, but training writes a file there: move or "
                 "delete it, or pick another run_name"
             )
@@ -444,7 +463,7 @@ def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
         and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
     ]
     if differing:
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {run_dir} under another config; these settings differ from its "
             "config.yaml:\n  " + "\n  ".join(differing) + "\nUse the run's own settings to "
             f"resume it, or a new run_name for a new run (a resume may change only "
