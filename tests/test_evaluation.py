@@ -92,7 +92,7 @@ def test_evaluate_and_compare_runs(compose_cfg, tmp_path):
     for name in ("comparison.csv", "comparison.md", "pass_at_k.png", "quality_vs_distinct.png",
                  "training_curves.png"):
         assert (tmp_path / "comparison" / name).is_file(), name
-    assert "| grpo w=0 | 1 | 2.000 ± 0.000 | 0.000 ± 0.000 |" in (
+    assert "| grpo w=0 | 1 | 2.000 ± n/a | 0.000 ± n/a |" in (
         tmp_path / "comparison" / "comparison.md").read_text()  # 2 groups, none flat
 
 
@@ -181,5 +181,5 @@ def test_another_prompt_file_gets_its_own_dir_and_is_not_pooled(tmp_path):
     evaluate(cfg_extra, tmp_path / "open")
     metrics = json.loads((tmp_path / "open" / "metrics.json").read_text())
     assert metrics["prompts"] == str(extra)
-    with pytest.raises(ValueError, match="different prompts or k"):
+    with pytest.raises(ValueError, match="differ in prompts"):
         compare([tmp_path / "heldout", tmp_path / "open"], tmp_path / "comparison")

@@ -60,6 +60,10 @@ class NotAFileError(UserError, IsADirectoryError):
     """A folder sits where darling reads or writes a file."""
 
 
+class NoQualitySignal(UserError, RuntimeError):
+    """The quality function (a judge) failed on every rollout: training would learn nothing."""
+
+
 class MissingExtraError(UserError, ImportError):
     """The config needs an optional dependency that is not installed; the message names the
     extra to install."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -18,13 +19,16 @@ from darling.eval.config import HELDOUT
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
 from darling.eval.training_signal import training_signal
 
+log = logging.getLogger(__name__)
+
 TRAINING_CURVES = ("reward/quality_mean", "diversity/classes_per_group", "rollout/logp_mean")
 CURVE_WINDOW = 5
 """Training curves are trailing means over this many steps."""
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """``(mean, half-width)`` of a Student-t interval; half-width 0 for a single value.
+    """``(mean, half-width)`` of a Student-t interval; half-width NaN (undefined) for a single
+    value: one seed says nothing about the seed-to-seed spread.
 
     >>> mean_interval([1.0, 2.0, 3.0])[0]
     2.0
@@ -35,7 +39,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     if len(x) == 0:
         return float("nan"), float("nan")
     if len(x) == 1:
-        return float(x[0]), 0.0
+        return float(x[0]), float("nan")
     half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean()), float(half)
 
@@ -56,19 +60,46 @@ def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+PROTOCOL_EVAL_KEYS = ("k", "ks", "max_prompts", "utility", "embedder")
+"""``eval.*`` settings that change what an evaluation measures (``prompts_per_batch`` and
+``out_dir`` do not)."""
+
+
+def protocol_of(record: dict[str, Any]) -> dict[str, str]:
+    """What an evaluation measured, setting -> value (as text): the prompts, the ``eval.*``
+    settings of ``PROTOCOL_EVAL_KEYS`` and what ``evaluate.py`` records under ``protocol``
+    (sampling, quality, classifier, system prompt)."""
+    eval_cfg = record.get("eval", {})
+    protocol = {"prompts": record.get("prompts", HELDOUT)}
+    protocol.update({f"eval.{key}": eval_cfg.get(key) for key in PROTOCOL_EVAL_KEYS
+                     if key in eval_cfg or key == "k"})
+    protocol.update(record.get("protocol", {}))
+    return {key: json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+            for key, value in protocol.items()}
+
+
 def check_same_protocol(records: list[dict[str, Any]], files: list[Path]) -> None:
-    """Refuse to pool evaluations made on different prompt files or with different k: averaged
-    together they would read as extra seeds of one arm."""
-    protocols: dict[tuple[str, Any], list[str]] = defaultdict(list)
-    for record, path in zip(records, files, strict=True):
-        key = (record.get("prompts", HELDOUT), record.get("eval", {}).get("k"))
-        protocols[key].append(str(path.parent))
-    if len(protocols) > 1:
-        listing = "; ".join(f"prompts={p} k={k}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
-                            for (p, k), dirs in protocols.items())
+    """Refuse to pool evaluations that measured different things (other prompts, k, number of
+    prompts, sampling, quality or classifier): averaged together they would read as extra seeds
+    of one arm, and their difference as an effect. The message names each differing setting.
+    A setting that an older ``metrics.json`` does not record is compared only among the files
+    that record it."""
+    protocols = [protocol_of(r) for r in records]
+    differing = []
+    for key in dict.fromkeys(k for p in protocols for k in p):
+        values: dict[str, list[str]] = defaultdict(list)
+        for protocol, path in zip(protocols, files, strict=True):
+            if key in protocol:
+                values[protocol[key]].append(str(path.parent))
+        if len(values) > 1:
+            differing.append(f"{key} (" + "; ".join(
+                f"{value}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
+                for value, dirs in values.items()) + ")")
+    if differing:
         raise ConfigError(
-            f"compare: these evaluations used different prompts or k ({listing}); pass the "
-            "metrics.json files or folders of one protocol only"
+            "compare: these evaluations measured different things, so their numbers are not "
+            f"comparable: they differ in {'; '.join(differing)}. Re-evaluate them with the same "
+            "settings, or pass the metrics.json files or folders of one protocol only"
         )
 
 
@@ -151,7 +182,11 @@ def compare(
         lines += ["", "Training signal (rollout logs of the training prompts; "
                   "darling.eval.training_signal):", ""]
         lines += _markdown_table(signal, list(next(iter(signal.values()))))
+    if any(v[2] < 2 for arm in [*table.values(), *paired.values()] for v in arm.values()):
+        lines += ["", "± n/a: a single seed (or pair) gives no interval; run more seeds."]
     (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
+    log.info("compared %d evaluations in %d arms:\n%s", len(records), len(table),
+             "\n".join(lines))
 
     curves = {
         arm: {int(k.split("@")[1]): v[:2] for k, v in metrics.items() if k.startswith("pass@")}
@@ -170,6 +205,7 @@ def compare(
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png",
                              f"{CURVE_WINDOW}-step trailing mean")
+    log.info("comparison written to %s (comparison.md, comparison.csv, plots)", out_dir)
     return {"arms": table, "paired": paired, "out_dir": str(out_dir)}
 
 
@@ -177,12 +213,19 @@ def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> l
     lines = ["| arm | seeds | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for arm, metrics in table.items():
-        cells = [
-            f"{metrics[c][0]:.3f} ± {metrics[c][1]:.3f}" if c in metrics else "-" for c in columns
-        ]
+        cells = [_cell(*metrics[c][:2]) if c in metrics else "-" for c in columns]
         seeds = max(v[2] for v in metrics.values())
         lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(mean: float, half: float) -> str:
+    """``mean ± half-width``; ``n/a`` where the interval is undefined (a single seed).
+
+    >>> _cell(0.5, 0.1), _cell(0.5, float("nan"))
+    ('0.500 ± 0.100', '0.500 ± n/a')
+    """
+    return f"{mean:.3f} ± {'n/a' if math.isnan(half) else f'{half:.3f}'}"
 
 
 def training_signals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -207,6 +207,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     samples = sample(cfg, rows, policy, tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    keep_previous(out_dir)
     write_generations(out_dir / "generations.jsonl", samples)
     try:
         scores = score(cfg, samples)
@@ -217,6 +218,21 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         ) from err
     write_generations(out_dir / "generations.jsonl", samples, scores)
     return write_report(cfg, out_dir, samples, scores, info)
+
+
+PREVIOUS = "metrics.previous.json"
+"""Where a re-run keeps the ``metrics.json`` it replaces (``compare`` reads only
+``metrics.json``)."""
+
+
+def keep_previous(out_dir: Path) -> None:
+    """A re-run evaluation replaces the one in ``out_dir``: say so, and keep its
+    ``metrics.json`` as ``metrics.previous.json`` (one generation back)."""
+    old = out_dir / "metrics.json"
+    if old.is_file():
+        old.replace(out_dir / PREVIOUS)
+        log.warning("%s already held an evaluation: replacing it (its metrics.json is kept as "
+                    "%s); pass eval.out_dir=<another folder> to keep both", out_dir, PREVIOUS)
 
 
 def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, tokenizer: Any
@@ -304,7 +320,8 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
     summary["k"] = float(k)
     _write_csv(out_dir / "per_prompt.csv", per_prompt)
     result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-              "prompts": str(cfg.data.eval_path or HELDOUT), "metrics": summary}
+              "prompts": str(cfg.data.eval_path or HELDOUT), "protocol": protocol(cfg),
+              "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
     plots = []
@@ -319,6 +336,22 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
     log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()
                                                         if "@" in k or k == "quality_mean"})
     return summary
+
+
+PROTOCOL_KEYS = ("rollout.temperature", "rollout.top_p", "rollout.max_new_tokens",
+                 "data.system_prompt", "quality", "classifier")
+"""Settings besides ``eval.*`` and the prompts that change what an evaluation measures;
+``compare`` refuses to pool evaluations that differ in any of them."""
+
+
+def protocol(cfg: DictConfig) -> dict[str, Any]:
+    """``PROTOCOL_KEYS`` -> value, resolved (a group config as a dict)."""
+    out = {}
+    for key in PROTOCOL_KEYS:
+        value = OmegaConf.select(cfg, key)
+        out[key] = (OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value)
+                    else value)
+    return out
 
 
 def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots: list[Path]):

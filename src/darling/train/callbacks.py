@@ -29,6 +29,8 @@ class SavePolicy(L.Callback):
         self.directory = Path(directory)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if hasattr(pl_module, "check_scored"):
+            pl_module.check_scored()  # no policy from a run whose quality never scored a row
         policy = pl_module.policy
         base = transformers_model(policy)
         tied = bool(getattr(base.config, "tie_word_embeddings", False))

@@ -135,6 +135,9 @@ class TrainConfig:
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
     checkpoint; auto: resume it if it exists, else start fresh; or a path to a checkpoint file."""
+    resume_any_config: bool = False
+    """Resume ``ckpt_path`` even when the checkpoint was trained under other settings (another
+    seed, reward, model...); without it such a resume is refused, naming the settings."""
     max_failed_steps: int = 3
     """Stop when the quality function failed (None) on every rollout this many steps in a row
     (an unreachable judge); 0 never stops."""

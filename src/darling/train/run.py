@@ -26,6 +26,7 @@ from darling.errors import (
     RunExistsError,
     UnwritableError,
 )
+from darling.eval.config import run_dir_of
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
@@ -347,7 +348,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
     if ckpt is not None:
-        check_resume_config(cfg, run_dir)
+        if not cfg.resume_any_config:
+            check_resume_config(cfg, run_dir)
+        check_checkpoint_config(ckpt, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     checkpoints = run_dir / "checkpoints"
@@ -372,6 +375,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         seed=cfg.seed,
         system_prompt=cfg.data.system_prompt,
         max_failed_steps=cfg.max_failed_steps,
+        run_meaning=run_meaning(cfg),
     )
     strategy = _strategy(cfg.trainer.strategy)
     every_n = cfg.trainer.checkpoint_every_n_steps
@@ -442,9 +446,88 @@ class Preempted(SystemExit):
 RESUMABLE_KEYS = (
     "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
-    "max_failed_steps",
+    "max_failed_steps", "resume_any_config",
 )
 """Settings a resume may change: how long and how visibly the run goes, never what it trains."""
+
+
+def run_meaning(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that make a run what it is: every resolved config key but
+    ``RESUMABLE_KEYS``, flattened (``reward.diversity_weight``). Saved in each checkpoint."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in flat.items() if not _resumable(k)}
+
+
+def _resumable(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [
+        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key, _MISSING) != current.get(key, _MISSING) and not _resumable(key)
+    ]
+
+
+def check_checkpoint_config(ckpt: str, cfg: DictConfig) -> None:
+    """Refuse to resume a checkpoint that is not a darling training checkpoint, or that was
+    trained under other settings than ``cfg`` (``run_meaning``), unless
+    ``resume_any_config=true``: ``ckpt_path=runs/<a grpo run>/checkpoints/last.ckpt`` in a darling
+    run would otherwise continue another run's policy, optimiser and step count silently.
+
+    A checkpoint written before checkpoints held their settings is compared with the
+    ``config.yaml`` of its own run directory instead; with neither, it is accepted with a
+    warning (nothing to compare)."""
+    path = Path(ckpt)
+    state = _checkpoint_state(path)
+    darling = state.get("darling")
+    if not isinstance(darling, dict) or "rollout_step" not in darling:
+        raise BadFileError(
+            f"ckpt_path={ckpt}: not a darling training checkpoint (no darling state); pass a "
+            "checkpoint written by train.py (runs/<name>/checkpoints/*.ckpt)"
+        )
+    if cfg.get("resume_any_config", False):
+        return
+    saved = darling.get("config")
+    source = "the checkpoint"
+    if saved is None:
+        run_config = run_dir_of(path) / "config.yaml"
+        if not run_config.is_file():
+            log.warning("%s holds no record of its settings (written before checkpoints did) and "
+                        "has no config.yaml beside it: resuming it unchecked", ckpt)
+            return
+        saved = _flatten(OmegaConf.to_container(OmegaConf.load(run_config), resolve=True))
+        source = str(run_config)
+    differing = _differences(saved, run_meaning(cfg))
+    if differing:
+        raise ConfigError(
+            f"ckpt_path={ckpt} was trained under other settings; these differ from {source}:\n  "
+            + "\n  ".join(differing) + "\nResume it with its own settings, start a fresh run "
+            "without ckpt_path, or pass resume_any_config=true to continue it under these"
+        )
+
+
+def _checkpoint_state(path: Path) -> dict[str, Any]:
+    """The non-weight state of a checkpoint file (memory-mapped, weights untouched) or of a
+    sharded checkpoint's ``meta.pt``; a file that is no Lightning checkpoint is refused."""
+    import pickle
+
+    file = path / METADATA_FILE if path.is_dir() else path
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True,
+                           mmap=not path.is_dir())
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise BadFileError(
+            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}); resume from "
+            f"an earlier file in {path.parent} with ckpt_path=<file>"
+        ) from None
+    if not isinstance(state, dict) or "pytorch-lightning_version" not in state:
+        raise BadFileError(
+            f"ckpt_path={path}: not a Lightning training checkpoint (no pytorch-lightning_version);"
+            " pass a checkpoint written by train.py (runs/<name>/checkpoints/*.ckpt)"
+        )
+    return state
 
 
 def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -455,13 +538,7 @@ def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
     if not saved_path.is_file():
         return
     saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
-    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    differing = [
-        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key, _MISSING) != current.get(key, _MISSING)
-        and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
-    ]
+    differing = _differences(saved, run_meaning(cfg))
     if differing:
         raise ConfigError(
             f"cannot resume {run_dir} under another config; these settings differ from its "
