@@ -216,6 +216,7 @@ class ForgetFailedStart:
     def _note(cls, directory: Path) -> None:
         if not directory.is_dir():
             return
+        directory = directory.resolve()
         files: dict[Path, bytes | int] = {}
         for path in directory.glob("*.log"):
             if path.is_file():
@@ -225,7 +226,7 @@ class ForgetFailedStart:
             for path in hydra.iterdir():
                 if path.is_file():
                     files[path] = path.read_bytes()
-        cls._existing[directory.resolve()] = files
+        cls._existing[directory] = files
 
     @classmethod
     def undo(cls, job_dir: Path) -> None:
