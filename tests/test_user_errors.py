@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +300,70 @@ def test_reevaluating_keeps_the_previous_metrics_and_says_so(tmp_path, caplog):
     evaluate(cfg, tmp_path)
     assert (tmp_path / "metrics.previous.json").read_text() == first
     assert any("already held an evaluation" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_disk_says_no_space_left_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    # 23.14: was RuntimeError: [enforce fail at inline_container.cc:672] ...
+    from darling.errors import UnwritableError
+    from darling.train import checkpoint_io
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    io = checkpoint_io.AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1}, target)
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", full_disk)
+    monkeypatch.setattr(checkpoint_io.shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(UnwritableError, match=r"no space left on the device of .*checkpoints"):
+        io.save_checkpoint({"global_step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True)["global_step"] == 1
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]
+
+
+def _read_only(monkeypatch, module, *folders):
+    """``write_problem`` of ``module`` reports ``folders`` as read-only (the tests may run as
+    root, for whom a chmod'ed folder stays writable)."""
+    import errno
+
+    real = module.write_problem
+
+    def write_problem(directory):
+        if any(Path(directory).resolve() == Path(f).resolve() for f in folders):
+            return PermissionError(errno.EACCES, "Permission denied", str(directory))
+        return real(directory)
+
+    monkeypatch.setattr(module, "write_problem", write_problem)
+
+
+def test_read_only_checkpoints_are_refused_before_training(compose_cfg, tmp_path, monkeypatch):
+    # 23.15: a read-only checkpoints/ was found only when the first checkpoint was due
+    from darling.errors import UnwritableError
+    from darling.train import run
+
+    (tmp_path / "checkpoints").mkdir()
+    _read_only(monkeypatch, run, tmp_path / "checkpoints")
+    with pytest.raises(UnwritableError, match="checkpoints is not writable"):
+        train(compose_cfg(*TINY), tmp_path)
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_a_read_only_run_directory_is_refused_before_hydra_logs_there(tmp_path, monkeypatch,
+                                                                      capsys):
+    # 23.15: resuming into a read-only run dir failed with "Unable to configure handler 'file'"
+    from darling import errors
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _read_only(monkeypatch, errors, run)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as info:
+        errors.ForgetFailedStart().on_run_start(OmegaConf.create({"hydra": {"run": {
+            "dir": str(run)}}}))
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {run} is not writable")

@@ -102,6 +102,19 @@ def exit_on_user_error(err: UserError) -> None:
     raise SystemExit(USER_ERROR_EXIT_CODE)
 
 
+def write_problem(directory: str | Path) -> OSError | None:
+    """Why a file cannot be created in the existing folder ``directory`` (read-only, full), by
+    creating and removing one; None when it can."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        return err
+    return None
+
+
 def _full_error() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
@@ -200,6 +213,13 @@ class ForgetFailedStart:
         if directory is not None:
             type(self)._root = _existing_ancestor(directory)
             self._note(directory)
+            if directory.is_dir() and (problem := write_problem(directory)) is not None:
+                # Hydra would fail opening its log there ("Unable to configure handler")
+                err = UnwritableError(f"{directory} is not writable ({problem}); make it "
+                                      "writable, or pass another run_name / eval.out_dir")
+                if _full_error():
+                    raise err
+                exit_on_user_error(err)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         cls = type(self)

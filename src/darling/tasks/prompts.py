@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from darling.errors import BadFileError, ConfigError, MissingPathError
+from darling.errors import BadFileError, ConfigError, MissingPathError, NotAFileError
 
 KINDS = ("answers", "ground_truth", "open")
 SPLITS = ("train", "heldout")
@@ -74,13 +74,17 @@ def builtin_path(split: str) -> Path:
 def load_prompts(path: str | Path) -> list[PromptRow]:
     """Read a ``.jsonl`` or ``.parquet`` prompt file into ``PromptRow`` records (file order).
 
-    Raises ``ValueError`` (naming the path and line) for a missing or empty file, bad JSON, a
+    Raises ``FileNotFoundError`` for a missing file, ``IsADirectoryError`` for a folder, and
+    ``ValueError`` (naming the path and line) for an empty file, bad JSON, a
     row that is not an object, a missing or empty ``prompt``, ``answers`` that is not a
     non-empty list of non-empty strings, bad ``aliases``, an empty ``ground_truth``, a row with
     both ``answers`` and ``ground_truth``, duplicate ids, and a file whose rows mix kinds.
     Parquet needs pandas and pyarrow (``ImportError`` saying so otherwise).
     """
     path = Path(path)
+    if path.is_dir():
+        raise NotAFileError(f"{path}: is a directory, not a prompt file (pass a .jsonl or "
+                            ".parquet file)")
     if not path.is_file():
         raise MissingPathError(f"{path}: prompt file not found")
     unit = "row" if path.suffix == ".parquet" else "line"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from darling.errors import (
     NotAFolderError,
     RunExistsError,
     UnwritableError,
+    write_problem,
 )
 from darling.eval.config import run_dir_of
 from darling.extras import require_module
@@ -285,16 +285,21 @@ def check_writable(run_dir: Path) -> None:
     the wrong kind (a file where a folder goes, or the reverse)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
-            pass
     except OSError as err:
         raise UnwritableError(f"run directory {run_dir} is not writable: {err}") from err
+    problem = write_problem(run_dir)
+    if problem is not None:
+        raise UnwritableError(f"run directory {run_dir} is not writable: {problem}")
     for name in RUN_DIR_FOLDERS:
         if (run_dir / name).exists() and not (run_dir / name).is_dir():
             raise NotAFolderError(
                 f"{run_dir / name} is a file, but training writes a folder there: move or "
                 "delete it, or pick another run_name"
             )
+        problem = write_problem(run_dir / name) if (run_dir / name).is_dir() else None
+        if problem is not None:  # found before training, not when the first checkpoint is due
+            raise UnwritableError(f"{run_dir / name} is not writable: {problem}; make it "
+                                  "writable or pick another run_name")
     for name in RUN_DIR_FILES:
         if (run_dir / name).is_dir():
             raise NotAFileError(
