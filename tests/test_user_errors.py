@@ -367,3 +367,30 @@ def test_a_read_only_run_directory_is_refused_before_hydra_logs_there(tmp_path, 
             "dir": str(run)}}}))
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith(f"error: {run} is not writable")
+
+
+def test_a_normal_run_prints_progress_result_and_place_and_no_noise(tmp_path):
+    # 23.16: Lightning's litlogger tip, LeafSpec and weights_only messages, "Epoch 0/-2" and
+    # "12/4" after a resume; train.log held one line
+    tiny = [o for o in TINY if o != "trainer.enable_progress_bar=false"] + ["hydra.run.dir=run"]
+    first = _run("train.py", tmp_path, *tiny)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr == "", first.stderr
+    resumed = _run("train.py", tmp_path, *tiny, "trainer.max_steps=3", "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all(line.startswith(("Restoring states", "Restored all states"))
+               for line in resumed.stderr.splitlines()), resumed.stderr
+    assert "Epoch" not in first.stdout + resumed.stdout
+    assert "steps" in resumed.stdout and "3/3" in resumed.stdout
+    story = (tmp_path / "run" / "train.log").read_text()
+    for needle in ("step 1/2: reward", "step 3/3: reward", "generate", "resuming",
+                   "saved the trained policy to", "done: 3 steps; checkpoint"):
+        assert needle in story, needle
+
+
+def test_a_successful_compare_says_what_it_wrote(tmp_path):
+    _evaluation(tmp_path / "grpo", {"reward": "grpo", "diversity_weight": 0.0, "seed": 0})
+    out = _run("evaluate.py", tmp_path, f"compare=[{tmp_path}]")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "comparison written to" in out.stdout and "| grpo w=0 | 1 |" in out.stdout
+    assert "comparison written to" in (tmp_path / "comparison" / "evaluate.log").read_text()

@@ -40,6 +40,7 @@ from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
 from darling.train.loggers import close_logger
+from darling.train.quiet import silence_known_noise
 from darling.train.run import build_engine
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ class Scores:
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     """Sample, score and write: generations.jsonl, per_prompt.csv, metrics.json, metrics.csv and
     pass_at_k.png. The generations are written before scoring, so a failing scorer loses none."""
+    silence_known_noise()
     check_eval_config(cfg)
     check_api_key_env(cfg.quality)
     rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"))

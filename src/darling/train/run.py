@@ -34,11 +34,18 @@ from darling.models.loading import load_policy
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
-from darling.train.callbacks import CheckpointOnSigterm, RolloutLog, SavePolicy, StepMetrics
+from darling.train.callbacks import (
+    CheckpointOnSigterm,
+    RolloutLog,
+    SavePolicy,
+    StepMetrics,
+    step_progress_bar,
+)
 from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
+from darling.train.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +356,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     its last step, so that ``train.py && evaluate.py`` never evaluates an unfinished run.
     """
     run_dir = Path(run_dir)
+    silence_known_noise()
     validate(cfg)
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
@@ -356,6 +364,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         if not cfg.resume_any_config:
             check_resume_config(cfg, run_dir)
         check_checkpoint_config(ckpt, cfg)
+    log.info("run %s in %s: model %s, reward %s (diversity weight %s), seed %s, %d steps%s",
+             cfg.run_name, run_dir, cfg.model.name, cfg.reward.name, cfg.reward.diversity_weight,
+             cfg.seed, cfg.trainer.max_steps, f", resuming {ckpt}" if ckpt else "")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     checkpoints = run_dir / "checkpoints"
@@ -417,6 +428,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             ),
             CheckpointOnSigterm(checkpoints / "last.ckpt", every_n),
             save_policy,
+            *([step_progress_bar()] if cfg.trainer.enable_progress_bar else []),
         ],
     )
     for logger in trainer.loggers:
@@ -433,6 +445,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         # runs no step at all: write the final policy either way
         save_policy.on_train_end(trainer, module)
     close_logger(trainer.logger)
+    if finished and step_metrics.steps_run:
+        log.info("done: %d steps; checkpoint %s, metrics %s, policy %s", trainer.global_step,
+                 checkpoints / "last.ckpt", run_dir / "metrics.csv", run_dir / "policy")
     if interrupted and not finished:
         log.warning("stopped by SIGTERM at step %d of %d; resume with ckpt_path=last",
                     trainer.global_step, cfg.trainer.max_steps)
