@@ -90,8 +90,8 @@ def check_eval_command_line(argv: list[str]) -> None:
     try:
         for arg in argv:
             key, sep, value = arg.partition("=")
-            if not sep or value in ("", "null"):
-                continue
+            if not sep or value in ("", "null") or "${" in value or "(" in value:
+                continue  # interpolations and sweep functions are Hydra's to resolve
             key = key.lstrip("+~")
             if key == "ckpt":
                 # a -m sweep gives several paths: a,b

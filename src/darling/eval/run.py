@@ -41,7 +41,7 @@ from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
 from darling.train.loggers import close_logger
 from darling.train.quiet import silence_known_noise
-from darling.train.run import build_engine
+from darling.train.run import build_engine, missing_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def check_eval_config(cfg: DictConfig) -> None:
             errors.append(f"eval.ks={list(e.ks)}: {bad} outside 1..eval.k={k}")
     if cfg.rollout.n_per_prompt != k:
         errors.append(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
+    errors += missing_value_errors(cfg)
     if errors:
         raise ConfigError("invalid evaluation config:\n  " + "\n  ".join(errors))
 
