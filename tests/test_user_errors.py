@@ -394,3 +394,17 @@ def test_a_successful_compare_says_what_it_wrote(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "comparison written to" in out.stdout and "| grpo w=0 | 1 |" in out.stdout
     assert "comparison written to" in (tmp_path / "comparison" / "evaluate.log").read_text()
+
+
+def test_an_error_after_training_began_keeps_the_resumed_runs_log(tmp_path):
+    # the clean-up is for refused starts only: a judge that fails during a resumed run leaves
+    # its story in train.log
+    tiny = [*TINY, "hydra.run.dir=run"]
+    assert _run("train.py", tmp_path, *tiny).returncode == 0
+    out = _run("train.py", tmp_path, *tiny, "trainer.max_steps=3", "ckpt_path=last",
+               "quality.path=tests.helpers:always_failing_quality", "max_failed_steps=1",
+               "resume_any_config=true")
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # after "Restored ..." lines
+    assert out.stderr.splitlines()[-1].startswith("error: quality function")
+    story = (tmp_path / "run" / "train.log").read_text()
+    assert "resuming" in story and "step 3/3" in story

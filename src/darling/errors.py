@@ -186,6 +186,9 @@ class ForgetFailedStart:
     _sweep_dir_existed = True
     _root: Path | None = None
     """The nearest folder above the job (or sweep) directory that existed before the start."""
+    _work_began = False
+    """Set by ``work_began()``: from then on an error is no refused start, and its run directory
+    (its log telling what happened) is left as it is."""
 
     def __init__(self, **kwargs: Any):
         pass
@@ -196,7 +199,13 @@ class ForgetFailedStart:
         pass
 
     def on_job_start(self, *args: Any, **kwargs: Any) -> None:
-        pass
+        type(self)._work_began = False
+
+    @classmethod
+    def work_began(cls) -> None:
+        """The job starts its work (training's first step, an evaluation's sampling): an error
+        after this point keeps what the job wrote."""
+        cls._work_began = True
 
     def on_job_end(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -209,7 +218,7 @@ class ForgetFailedStart:
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         directory = _select(config, "hydra.run.dir")
-        type(self)._existing = {}
+        type(self)._existing, type(self)._work_began = {}, False
         if directory is not None:
             type(self)._root = _existing_ancestor(directory)
             self._note(directory)
@@ -223,7 +232,7 @@ class ForgetFailedStart:
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         cls = type(self)
-        cls._existing = {}
+        cls._existing, cls._work_began = {}, False
         sweep = _select(config, "hydra.sweep.dir")
         cls._sweep_dir = None if sweep is None else sweep.resolve()
         cls._sweep_dir_existed = sweep is None or sweep.exists()
@@ -252,6 +261,8 @@ class ForgetFailedStart:
     def undo(cls, job_dir: Path) -> None:
         """Put ``job_dir`` back as it was before Hydra started the job (best effort: a failure
         to clean up must not hide the user's error)."""
+        if cls._work_began:
+            return
         job_dir = job_dir.resolve()
         try:
             if job_dir not in cls._existing:

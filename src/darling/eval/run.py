@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from darling.errors import BadFileError, ConfigError, MissingPathError
+from darling.errors import BadFileError, ConfigError, ForgetFailedStart, MissingPathError
 from darling.eval.config import HELDOUT, run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
@@ -207,6 +207,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     if cfg.eval.max_prompts is not None:
         rows = rows[: cfg.eval.max_prompts]
     policy, tokenizer, info = load_eval_policy(cfg)
+    ForgetFailedStart.work_began()  # an error from here on keeps what the evaluation wrote
     samples = sample(cfg, rows, policy, tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

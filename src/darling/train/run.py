@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from darling.errors import (
     BadFileError,
     ConfigError,
+    ForgetFailedStart,
     MissingPathError,
     NotAFileError,
     NotAFolderError,
@@ -434,6 +435,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     interrupted = False
+    ForgetFailedStart.work_began()  # an error from here on keeps the run directory as it is
     try:
         # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
