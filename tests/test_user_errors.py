@@ -407,4 +407,4 @@ def test_an_error_after_training_began_keeps_the_resumed_runs_log(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr  # after "Restored ..." lines
     assert out.stderr.splitlines()[-1].startswith("error: quality function")
     story = (tmp_path / "run" / "train.log").read_text()
-    assert "resuming" in story and "step 3/3" in story
+    assert "resuming" in story and "stopped: quality function" in story

@@ -15,6 +15,7 @@ one get their old content back.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -121,16 +122,19 @@ def _full_error() -> bool:
 
 @contextmanager
 def user_errors(job_dir: str | Path | None = None) -> Iterator[None]:
-    """Report a ``UserError`` raised inside as one line and exit 2; first undo what Hydra's start
-    of job ``job_dir`` wrote (see ``ForgetFailedStart``). With ``HYDRA_FULL_ERROR=1`` the error
-    is re-raised (Hydra prints its traceback) after the same clean-up."""
+    """Report a ``UserError`` raised inside as one line and exit 2. A refused start first undoes
+    what Hydra's start of job ``job_dir`` wrote (see ``ForgetFailedStart``); an error after the
+    work began keeps the directory and ends its log with the reason. With ``HYDRA_FULL_ERROR=1``
+    the error is re-raised (Hydra prints its traceback) after the same clean-up."""
     try:
         yield
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:
             raise
-        if job_dir is not None:
+        if ForgetFailedStart._work_began:  # the run's log ends with why it stopped
+            logging.getLogger("darling").error("stopped: %s", one_line(user_error))
+        elif job_dir is not None:
             ForgetFailedStart.undo(Path(job_dir))
         if _full_error():
             raise
