@@ -1,13 +1,20 @@
-"""Rollout throughput of each engine on the same policy, prompts and device, and vLLM's weight sync.
+"""Rollout throughput of each engine on the same policy, prompts and device, the engine's start
+and vLLM's weight sync.
 
 Each engine samples ``n_per_prompt`` responses to each of ``--prompts`` built-in training prompts
-(chat-formatted, as in training), after one warm-up call; the table gives generated tokens per
-second (median of ``--repeats``) and, for vLLM, the median time of ``sync()`` (the policy's
-weights, LoRA folded in, loaded into the engine after an optimiser step). Hydra overrides of the
-training config choose the model and sampling:
+(chat-formatted, as in training), after one warm-up call; the table gives the engine's start
+(``bind``: for vLLM, building the engine and the first weight sync), generated tokens per second
+(median of ``--repeats``) and, for vLLM, the median time of ``sync()`` (the policy's weights,
+LoRA folded in, reloaded into the engine after an optimiser step). Each engine runs in its own
+process (a vLLM engine joins a process group and binds threads in the process that starts it).
+An engine is a ``rollout/`` config name; ``+compiled`` turns vLLM's graph compilation on
+(``rollout.enforce_eager=false``). Hydra overrides of the training config choose the model and
+sampling:
 
+    python bench/rollout_throughput.py --engines hf,vllm_cpu,vllm_cpu+compiled \
+        --out bench/rollout_throughput.json                      # CPU, SmolLM2-135M
     python bench/rollout_throughput.py --device cuda --engines hf,vllm \
-        model=qwen2_5_0_5b rollout.max_new_tokens=256 --out bench/rollout_throughput.json
+        model=qwen2_5_0_5b rollout.max_new_tokens=256 --out bench/rollout_throughput_gpu.json
     python bench/rollout_throughput.py --engines hf model=tiny --prompts 2    # CPU smoke run
 """
 
@@ -17,6 +24,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,36 +47,44 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(engine_name: str, overrides: list[str], args: argparse.Namespace) -> dict:
+COMPILED = "+compiled"
+"""Engine-name suffix: vLLM with graph compilation (``rollout.enforce_eager=false``)."""
+
+
+def measure(engine: str, overrides: list[str], args: argparse.Namespace) -> dict:
+    config_name = engine.removesuffix(COMPILED)
+    extra = ["rollout.enforce_eager=false"] if engine.endswith(COMPILED) else []
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"rollout={engine_name}", *overrides])
+        cfg = compose("config", overrides=[f"rollout={config_name}", *overrides, *extra])
     policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
     policy.to(args.device, DTYPES[cfg.model.dtype])
     rows = load_prompts(builtin_path("train"))[: args.prompts]
     prompts = [chat_prompt(tokenizer, row.prompt, cfg.data.system_prompt) for row in rows]
-    engine = build_engine(cfg)
-    engine.bind(policy, tokenizer)
-    engine.generate(prompts[:1], [0], seeds=[0])  # warm-up: kernels, CUDA graphs, caches
+    engine_ = build_engine(cfg)
+    start = time.perf_counter()
+    engine_.bind(policy, tokenizer)
+    start_s = time.perf_counter() - start
+    engine_.generate(prompts[:1], [0], seeds=[0])  # warm-up: kernels, CUDA graphs, caches
 
     seconds, tokens = [], []
     for repeat in range(args.repeats):
         _synchronize(args.device)
         start = time.perf_counter()
-        rollouts = engine.generate(prompts, list(range(len(prompts))),
+        rollouts = engine_.generate(prompts, list(range(len(prompts))),
                                    seeds=[repeat * 1000 + i for i in range(len(prompts))])
         _synchronize(args.device)
         seconds.append(time.perf_counter() - start)
         tokens.append(rollouts.num_tokens)
     syncs = []
-    for _ in range(args.repeats if engine_name != "hf" else 0):
+    for _ in range(args.repeats if cfg.rollout.engine != "hf" else 0):
         _synchronize(args.device)
         start = time.perf_counter()
-        engine.sync()
+        engine_.sync()
         _synchronize(args.device)
         syncs.append(time.perf_counter() - start)
     median = statistics.median(seconds)
     result = {
-        "engine": engine_name,
+        "engine": engine,
         "model": cfg.model.name,
         "prompts": len(prompts),
         "n_per_prompt": cfg.rollout.n_per_prompt,
@@ -75,14 +92,22 @@ def measure(engine_name: str, overrides: list[str], args: argparse.Namespace) ->
         "tokens_median": statistics.median(tokens),
         "seconds_median": median,
         "tokens_per_s": statistics.median(tokens) / median,
+        "start_s": start_s,
         "sync_s_median": statistics.median(syncs) if syncs else None,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30
         if args.device.startswith("cuda") else None,
     }
-    del engine, policy
-    if args.device.startswith("cuda"):
-        torch.cuda.empty_cache()
+    engine_.close()
     return result
+
+
+def measure_apart(engine: str, argv: list[str]) -> dict:
+    """``measure`` in a fresh process; its result comes back as the last line of stdout."""
+    out = subprocess.run([sys.executable, __file__, "--single", engine, *argv],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"engine {engine} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -93,19 +118,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     register_configs()
+    if args.single:
+        print(json.dumps(measure(args.single, overrides, args)))
+        return
 
-    results = [measure(name, overrides, args) for name in args.engines.split(",")]
+    argv = [a for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)]
+    results = [measure_apart(name, argv) for name in args.engines.split(",")]
     base = next((r["tokens_per_s"] for r in results if r["engine"] == "hf"), None)
-    print(f"{'engine':8} {'tokens':>8} {'s':>8} {'tokens/s':>10} {'vs hf':>7} {'sync s':>8}")
+    print(f"{'engine':20} {'start s':>8} {'tokens':>8} {'s':>8} {'tokens/s':>10} {'vs hf':>7} "
+          f"{'sync s':>8}")
     for r in results:
         ratio = f"{r['tokens_per_s'] / base:.1f}x" if base else "-"
         sync = f"{r['sync_s_median']:.3f}" if r["sync_s_median"] is not None else "-"
-        print(f"{r['engine']:8} {r['tokens_median']:8.0f} {r['seconds_median']:8.2f} "
-              f"{r['tokens_per_s']:10.1f} {ratio:>7} {sync:>8}")
+        print(f"{r['engine']:20} {r['start_s']:8.2f} {r['tokens_median']:8.0f} "
+              f"{r['seconds_median']:8.2f} {r['tokens_per_s']:10.1f} {ratio:>7} {sync:>8}")
     if args.out:
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
             platform.processor() or platform.machine()

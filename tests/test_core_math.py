@@ -15,7 +15,13 @@ from darling.fusion import (
     shift_to_group_min,
     sigmoid,
 )
-from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
+from darling.losses import (
+    k3_kl,
+    masked_token_mean,
+    ppo_clip_loss,
+    sampler_gap,
+    truncated_importance_weights,
+)
 from darling.rewards import Reward, training_reward
 
 
@@ -217,6 +223,50 @@ def test_k3_kl_golden():
         (1 - math.log(2)) / 2
     )
     assert k3_kl(logp_new, logp_new, torch.ones(1, 2)).item() == 0.0
+
+
+def test_truncated_importance_weights_hand_computed():
+    # pi_train / pi_sampler = 0.5 / 0.25 = 2 -> capped at 1.5; 0.2 / 0.4 = 0.5 -> 0.5;
+    # equal -> 1
+    logp_train = torch.log(torch.tensor([[0.5, 0.2, 0.3]]))
+    logp_sampler = torch.log(torch.tensor([[0.25, 0.4, 0.3]]))
+    weights = truncated_importance_weights(logp_train, logp_sampler, cap=1.5)
+    torch.testing.assert_close(weights, torch.tensor([[1.5, 0.5, 1.0]]))
+    with pytest.raises(ValueError, match="cap must be > 0"):
+        truncated_importance_weights(logp_train, logp_sampler, cap=0)
+
+
+def test_ppo_loss_with_token_weights_hand_computed():
+    # the test above's tokens, weighted 0.5, 2, 3 (masked): (-1.2 * 0.5 - 0.5 * 2 + 1.1) / 3
+    logp_new = torch.log(torch.tensor([[1.5, 0.5], [1.1, 1.0]]))
+    weights = torch.tensor([[0.5, 2.0], [1.0, 3.0]])
+    loss, _ = ppo_clip_loss(logp_new, torch.zeros(2, 2), torch.tensor([1.0, -1.0]),
+                            torch.tensor([[1, 1], [1, 0]]), token_weights=weights)
+    assert loss.item() == pytest.approx((-0.6 - 1.0 + 1.1) / 3)
+
+
+def test_token_weights_are_constants_of_the_gradient():
+    logp_new = torch.log(torch.tensor([[1.5, 0.5]])).requires_grad_()
+    weights = torch.tensor([[0.5, 2.0]], requires_grad=True)
+    loss, _ = ppo_clip_loss(logp_new, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2),
+                            token_weights=weights)
+    loss.backward()
+    assert weights.grad is None
+    # token 0 is clipped (no gradient); token 1: d(-w * rho) / d logp = -w * rho / 2 tokens
+    torch.testing.assert_close(logp_new.grad, torch.tensor([[0.0, -2.0 * 0.5 / 2]]))
+
+
+def test_sampler_gap_hand_computed():
+    # d = log 2, -log 2, masked 5: |d| mean = log 2, max = log 2;
+    # k3 = ((2 - log 2 - 1) + (0.5 + log 2 - 1)) / 2 = 0.25
+    logp_train = torch.tensor([[math.log(2.0), 0.0, 5.0]])
+    logp_sampler = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    gap = sampler_gap(logp_train, logp_sampler, torch.tensor([[1, 1, 0]]))
+    assert gap["logp_diff_mean"] == pytest.approx(math.log(2.0))
+    assert gap["logp_diff_max"] == pytest.approx(math.log(2.0))
+    assert gap["kl"] == pytest.approx(0.25)
+    same = sampler_gap(logp_train, logp_train, torch.ones(1, 3))
+    assert same == {"logp_diff_mean": 0.0, "logp_diff_max": 0.0, "kl": 0.0}
 
 
 def test_masked_token_mean_empty_mask():

@@ -92,8 +92,9 @@ def test_evaluate_and_compare_runs(compose_cfg, tmp_path):
     for name in ("comparison.csv", "comparison.md", "pass_at_k.png", "quality_vs_distinct.png",
                  "training_curves.png"):
         assert (tmp_path / "comparison" / name).is_file(), name
-    assert "| grpo w=0 | 1 | 2.000 ± n/a | 0.000 ± n/a |" in (
-        tmp_path / "comparison" / "comparison.md").read_text()  # 2 groups, none flat
+    # training signal: 2 groups, one flat (group 1's four rollouts all scored 0.9 by length)
+    assert "| grpo w=0 | 1 | 2.000 ± n/a | 0.500 ± n/a |" in (
+        tmp_path / "comparison" / "comparison.md").read_text()
 
 
 def test_failed_quality_rows_are_counted(tmp_path):

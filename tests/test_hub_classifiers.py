@@ -91,15 +91,16 @@ def _manual_proba(path, first, second, segment_tokens, token_types):
 def test_noveltybench_config_scores_as_noveltybench_does(compose_cfg, deberta):
     clf = instantiate(_hub_config(compose_cfg, "noveltybench_deberta", deberta))
     assert clf.threshold_ == pytest.approx(0.102) and not clf.both_orders
-    long_a = A + " " + " ".join(f"extra{k}" for k in range(600))  # over the 512-token segment
+    long_a = A + " " + " ".join(f"extra{k}" for k in range(600))  # over the 128-token segment
     got = clf.predict_proba([(long_a, B), (B, long_a), (A, C)])
-    want = [_manual_proba(deberta, x, y, 512, token_types=True)
+    # NoveltyBench's classifier_score cuts each response to 128 tokens (src/partition.py)
+    want = [_manual_proba(deberta, x, y, 128, token_types=True)
             for x, y in ((long_a, B), (B, long_a), (A, C))]
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert abs(got[0] - got[1]) > 1e-4  # one order: (a, b) and (b, a) are scored apart
     batch = clf.encode_pairs([long_a], [B])
     types = batch["token_type_ids"][0].tolist()
-    assert types.index(1) == 512 + 2  # [CLS] a[:512] [SEP], then b's segment
+    assert types.index(1) == 128 + 2  # [CLS] a[:128] [SEP], then b's segment
 
 
 def test_token_types_change_the_deberta_score(deberta):

@@ -134,10 +134,10 @@ def _compose_with_command_line(*overrides):
 def test_every_readme_training_command_gets_its_own_run_name():
     # 23.3: `python train.py` then `python train.py classifier=answer_set` said "already holds a
     # run"; lines that train the same run (reward=darling is the default) share it
-    lines = [line.split("#")[0].split()[2:] for line in
-             (ROOT / "README.md").read_text().splitlines()
+    usage = (ROOT / "README.md").read_text().split("## Usage")[1].split("\n## ")[0]
+    lines = [line.split("#")[0].split()[2:] for line in usage.splitlines()
              if line.startswith("python train.py") and " -m " not in line
-             and "ckpt_path" not in line]
+             and "ckpt_path" not in line and not line.rstrip().endswith("\\")]
     names = {}
     for overrides in lines:
         names.setdefault(_compose_with_command_line(*overrides), []).append(overrides)
@@ -146,6 +146,8 @@ def test_every_readme_training_command_gets_its_own_run_name():
     assert _compose_with_command_line() == "smollm2_135m-darling-w1.0-seed0"  # old runs resume
     assert _compose_with_command_line("classifier=answer_set") == (
         "smollm2_135m-darling-w1.0-seed0-classifier_answer_set")
+    assert _compose_with_command_line("rollout=vllm_cpu") == (
+        "smollm2_135m-darling-w1.0-seed0-rollout_vllm_cpu")
     assert _compose_with_command_line("reward=darling_answer") == (
         "smollm2_135m-darling_answer-w1.0-seed0")  # a study's run keeps its name
 

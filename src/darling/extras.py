@@ -12,9 +12,16 @@ EXTRAS = {
     "wandb": "wandb",
     "pandas": "parquet",
     "pyarrow": "parquet",
+    "datasets": "hub",
     "hydra_plugins.hydra_submitit_launcher": "slurm",
 }
 """importable module -> the ``darling[<extra>]`` that installs it (pyproject.toml)."""
+
+INSTALL_HINTS = {
+    "vllm": "pip install 'darling[gpu]' on a GPU machine, or bash scripts/install_cpu.sh --vllm "
+            "for vLLM's CPU build",
+}
+"""Modules whose install is more than one extra."""
 
 
 def require_module(module: str, why: str = "this config") -> None:
@@ -24,7 +31,5 @@ def require_module(module: str, why: str = "this config") -> None:
     except ModuleNotFoundError:  # a parent package of a dotted name is missing
         found = False
     if not found:
-        raise MissingExtraError(
-            f"{why} needs {module}, which is not installed: pip install "
-            f"'darling[{EXTRAS.get(module, module)}]'"
-        )
+        hint = INSTALL_HINTS.get(module, f"pip install 'darling[{EXTRAS.get(module, module)}]'")
+        raise MissingExtraError(f"{why} needs {module}, which is not installed: {hint}")

@@ -30,6 +30,10 @@ class EvalSpec:
     """NoveltyBench utility@k; needs quality scores on 1..10 (a judge)."""
     embedder: Any = None
     """Sentence embedder for embedding distance and Vendi (None: skip)."""
+    partition: str = "union_find"
+    """How pair decisions become classes: union_find (connected components, as in training,
+    spec 2) or greedy (NoveltyBench's pass: each generation joins the first class whose
+    representative it matches, ``darling.partition.greedy``)."""
     out_dir: str = MISSING
 
 
@@ -50,7 +54,12 @@ class EvaluateConfig:
     """With compare: the arm every other arm is also compared with seed by seed (paired
     differences), named as in the comparison table, e.g. ``grpo w=0``."""
     seed: int = 0
+    experiment: str | None = None
+    """The ``+eval=<name>`` preset in use (each preset sets it), so that a preset run without
+    its prompt file fails naming what to pass."""
 
+
+PARTITIONS = ("union_find", "greedy")
 
 HELDOUT = "builtin:heldout"
 """How metrics.json names the built-in held-out prompts (``data.eval_path=null``)."""
@@ -75,7 +84,8 @@ def default_eval_dir(
             f"ckpt={ckpt!r}: {Path(ckpt).resolve()} does not exist (pass a run directory from "
             "runs/, its policy/ folder or a .ckpt file)"
         )
-    suffix = f"-{Path(str(eval_path)).stem}" if eval_path else ""
+    # builtin:math_heldout -> -builtin-math_heldout, hf:org/set:split -> -set-split
+    suffix = f"-{Path(str(eval_path)).stem.replace(':', '-')}" if eval_path else ""
     if ckpt:
         return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}{suffix}")
     return f"evals/{model_name}-base-k{k}-seed{seed}{suffix}"

@@ -24,13 +24,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from darling.errors import BadFileError, ConfigError, ForgetFailedStart, MissingPathError
-from darling.eval.config import HELDOUT, run_dir_of
+from darling.eval.config import HELDOUT, PARTITIONS, run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
 from darling.metrics.passk import default_ks
 from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
+from darling.partition.greedy import GreedyPartition
 from darling.partition.keyed import partition_rollouts
 from darling.quality.base import QualityFailure, score_quality
 from darling.quality.secrets import check_api_key_env
@@ -87,6 +88,11 @@ def check_eval_config(cfg: DictConfig) -> None:
     if cfg.rollout.n_per_prompt != k:
         errors.append(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
     errors += missing_value_errors(cfg)
+    if e.partition not in PARTITIONS:
+        errors.append(f"eval.partition={e.partition!r}: choose one of {list(PARTITIONS)}")
+    if cfg.get("experiment") and cfg.data.eval_path is None:
+        errors.append(f"+eval={cfg.experiment} needs its prompts: pass data.eval_path=<file or "
+                      f"hf:<dataset>[:<split>]> (see conf/eval/{cfg.experiment}.yaml)")
     if errors:
         raise ConfigError("invalid evaluation config:\n  " + "\n  ".join(errors))
 
@@ -203,7 +209,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     silence_known_noise()
     check_eval_config(cfg)
     check_api_key_env(cfg.quality)
-    rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"))
+    rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"), cfg.data.prompt_template)
     if cfg.eval.max_prompts is not None:
         rows = rows[: cfg.eval.max_prompts]
     policy, tokenizer, info = load_eval_policy(cfg)
@@ -249,13 +255,14 @@ def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, toke
     batch = int(cfg.eval.prompts_per_batch)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
-        prompts = [chat_prompt(tokenizer, r.prompt, cfg.data.system_prompt) for r in chunk]
+        prompts = [chat_prompt(tokenizer, r, cfg.data.system_prompt) for r in chunk]
         seeds = group_seeds(cfg.seed, range(start, start + len(chunk)), int(cfg.eval.k),
                             stream=EVAL_STREAM)
         rollouts = engine.generate(prompts, [r.id for r in chunk], seeds=seeds)
         texts += rollouts.texts
         gids += rollouts.group_ids
         row_of += [chunk[i] for i in rollouts.prompt_index]
+    engine.close()
     return Samples(texts, gids, row_of)
 
 
@@ -271,9 +278,10 @@ def score(cfg: DictConfig, samples: Samples) -> Scores:
         log.warning("the quality function failed on every one of the %d generations (an "
                     "unreachable judge?): quality metrics are NaN; generations, classes and "
                     "correctness are still reported", len(texts))
-    labels, pair_metrics = partition_rollouts(
-        texts, samples.group_ids, rows, instantiate(cfg.classifier)
-    )
+    partitioner = instantiate(cfg.classifier)
+    if cfg.eval.partition == "greedy":
+        partitioner = GreedyPartition(partitioner)
+    labels, pair_metrics = partition_rollouts(texts, samples.group_ids, rows, partitioner)
     verifiable = bool(rows) and all(r.kind in ("answers", "ground_truth") for r in rows)
     correct = (
         np.asarray([np.nan if c is None else c for c in verifier_correctness(texts, rows)])

@@ -11,6 +11,7 @@ first appearance) to its value, ``metrics`` holds the mean over groups and any c
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Sequence
 
@@ -20,6 +21,23 @@ from darling.groups import as_list, check_lengths, group_indices
 
 PATIENCE = 0.8
 """NoveltyBench's patience p: the weight of generation i is p^(i-1)."""
+
+NOVELTYBENCH_REWARD_THRESHOLDS = (
+    -7.71875, -6.28125, -6.0, -5.71875, -5.5, -5.0, -4.375, -3.4375, -2.046875,
+)
+"""NoveltyBench's bins of Skywork-Reward-Gemma-2-27B-v0.2 raw scores (``src/score.py``,
+``reward_thresholds``): a raw score maps to 1..10 by ``noveltybench_score``."""
+
+
+def noveltybench_score(raw: float, thresholds: Sequence[float] = NOVELTYBENCH_REWARD_THRESHOLDS
+                       ) -> int:
+    """NoveltyBench's reward transform: ``bisect_left(thresholds, raw) + 1``, a score in
+    1..len(thresholds)+1; a raw score equal to a threshold falls in the lower bin.
+
+    >>> [noveltybench_score(r) for r in (-9.0, -7.71875, -6.1, -2.046875, -2.0)]
+    [1, 1, 3, 9, 10]
+    """
+    return bisect.bisect_left(list(thresholds), raw) + 1
 
 
 def distinct_k(

@@ -50,6 +50,9 @@ class ModelSpec:
     lr: float = 1e-5
     """AdamW learning rate for this model size (spec: 1e-6 for billion-parameter models)."""
     lora: LoraSpec = field(default_factory=LoraSpec)
+    paper_preset: str | None = None
+    """The conf/experiment/ preset of the paper's run with this model (llama8b: paper_chat,
+    qwen3_4b_base: paper_math): training it on the built-in task is refused, naming the preset."""
 
 
 def load_policy(spec: Any, seed: int = 0) -> tuple[torch.nn.Module, Any]:

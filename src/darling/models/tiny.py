@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import torch
 
+TINY_HEAD_DIM = 32
+"""The smallest head size vLLM's CPU attention accepts."""
+
 
 def build_tiny_llama(vocab_size: int, seed: int = 0, pad_token_id: int | None = None):
-    """``LlamaForCausalLM`` with hidden 64, 2 layers, 4 heads, 2 KV heads, tied embeddings."""
+    """``LlamaForCausalLM`` with hidden 64, 2 layers, 4 heads of 32 dimensions, 2 KV heads, tied
+    embeddings. Heads of 32 (wider than hidden / heads = 16) because vLLM's CPU attention takes
+    head sizes 32, 64, 80 and up, so the same model runs under ``rollout=vllm``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -19,6 +24,7 @@ def build_tiny_llama(vocab_size: int, seed: int = 0, pad_token_id: int | None = 
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=TINY_HEAD_DIM,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         pad_token_id=pad_token_id,

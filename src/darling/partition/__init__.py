@@ -33,6 +33,7 @@ _LAZY = {
     "AnswerSetPartition": "darling.partition.keyed",
     "MathAnswerPartition": "darling.partition.keyed",
     "ExactTextPartition": "darling.partition.keyed",
+    "GreedyPartition": "darling.partition.greedy",
 }
 
 __all__ = [

@@ -7,6 +7,7 @@ reported and the row is excluded; it never becomes 0.
 """
 
 from darling.quality.base import QualityFailure, score_quality
+from darling.quality.binned import BinnedQuality
 from darling.quality.judge import JudgeQuality
 from darling.quality.loader import callable_quality
 from darling.quality.reward_model import RewardModelQuality
@@ -14,6 +15,7 @@ from darling.quality.verifiers import AnswerSetQuality, MathVerifyQuality
 
 __all__ = [
     "AnswerSetQuality",
+    "BinnedQuality",
     "JudgeQuality",
     "MathVerifyQuality",
     "QualityFailure",

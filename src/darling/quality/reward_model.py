@@ -16,7 +16,12 @@ from darling.errors import MissingPathError, is_hub_name
 
 
 class RewardModelQuality:
-    """``r_i = RM(prompt, completion)``, the first logit, scored on the RM's own chat template."""
+    """``r_i = RM(prompt, completion)``, the first logit, scored on the RM's own chat template.
+
+    Any ``AutoModelForSequenceClassification`` checkpoint whose first logit is the reward (one
+    label) works: ``quality=reward_model quality.path=<hub name or local dir>``. A prompt row
+    with chat messages is scored as the whole conversation plus the completion.
+    """
 
     __name__ = "reward_model"
 
@@ -53,10 +58,9 @@ class RewardModelQuality:
     ) -> list[float | None]:
         texts = [
             self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}, {"role": "assistant", "content": c}],
-                tokenize=False,
+                [*_conversation(p, row), {"role": "assistant", "content": c}], tokenize=False
             )
-            for p, c in zip(prompts, completions, strict=True)
+            for p, c, row in zip(prompts, completions, rows, strict=True)
         ]
         scores: list[float | None] = []
         for start in range(0, len(texts), self.batch_size):
@@ -71,3 +75,9 @@ class RewardModelQuality:
             logits = self.model(**enc).logits[:, 0].float()  # (b,)
             scores.extend(logits.tolist())
         return scores
+
+
+def _conversation(prompt: str, row: Any) -> list[dict[str, str]]:
+    """The messages before the completion: the row's chat (``PromptRow.chat``) or the prompt."""
+    chat = getattr(row, "chat", None)
+    return list(chat) if chat else [{"role": "user", "content": prompt}]

@@ -24,7 +24,10 @@ class Rollouts:
     """A batch of N = (prompts x n) sampled responses.
 
     ``input_ids``/``attention_mask``: ``(N, P + T)``, left-padded prompt then response;
-    ``response_mask``: ``(N, T)``, 1 on response tokens up to and including the first EOS.
+    ``response_mask``: ``(N, T)``, 1 on response tokens up to and including the first EOS;
+    ``sampler_logprobs``: ``(N, T)`` float32, the engine's own log-probability of each sampled
+    token under the distribution it sampled from (0 where masked), or None for an engine that
+    samples from the policy itself (nothing to compare).
     """
 
     texts: list[str]
@@ -35,6 +38,7 @@ class Rollouts:
     attention_mask: torch.Tensor
     response_mask: torch.Tensor
     response_start: int
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -93,6 +97,9 @@ class RolloutEngine:
     def __init__(self, sampling: SamplingSpec):
         self.sampling = sampling
 
+    def check_model(self, config) -> None:
+        """Refuse, before anything starts, a model config this engine cannot serve."""
+
     def bind(self, model: torch.nn.Module, tokenizer) -> None:
         self.model, self.tokenizer = model, tokenizer
 
@@ -105,6 +112,9 @@ class RolloutEngine:
 
     def sync(self) -> None:
         """Push updated policy weights to the engine (no-op when it samples from the policy)."""
+
+    def close(self) -> None:
+        """Release what ``bind`` acquired (an engine's memory); ``bind`` may be called again."""
 
 
 def eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
@@ -139,11 +149,13 @@ def assemble_rollouts(
     group_ids: Sequence[Hashable],
     tokenizer,
     eos_ids: Sequence[int],
+    logprobs: Sequence[Sequence[Sequence[float]]] | None = None,
 ) -> Rollouts:
     """Pack per-prompt token ids into one left-padded-prompt, right-padded-response batch.
 
     ``prompt_ids[i]``: the tokens of prompt i; ``responses[i]``: its sampled responses (token
-    lists, possibly padded after EOS). The response mask stops after the first EOS and at each
+    lists, possibly padded after EOS); ``logprobs[i][j]``, when given, the sampler's log-prob of
+    each token of ``responses[i][j]``. The response mask stops after the first EOS and at each
     response's own length.
     """
     pad = tokenizer.pad_token_id
@@ -158,6 +170,12 @@ def assemble_rollouts(
                             for i in prompt_index])
     prompt_mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i])
                                 for i in prompt_index])
+    sampler_logprobs = None
+    if logprobs is not None:
+        flat_lp = [list(lp) for group in logprobs for lp in group]
+        sampler_logprobs = torch.tensor(
+            [lp + [0.0] * (length - len(lp)) for lp in flat_lp], dtype=torch.float32
+        ) * response_mask
     texts = [
         tokenizer.decode(ids[mask.bool()], skip_special_tokens=True).strip()
         for ids, mask in zip(response_ids, response_mask, strict=True)
@@ -170,4 +188,5 @@ def assemble_rollouts(
         attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
         response_mask=response_mask,
         response_start=width,
+        sampler_logprobs=sampler_logprobs,
     )

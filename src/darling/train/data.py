@@ -10,6 +10,7 @@ a resumed run continues the stream exactly. The position ``p`` is the rollouts' 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from darling.errors import BadFileError, ConfigError
+from darling.rollout.base import Rollouts
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
 
@@ -46,15 +48,28 @@ class PromptSchedule:
         return int(self._perms[epoch][offset])
 
 
-class _StepTicks(torch.utils.data.IterableDataset):
-    """An endless stream of step ticks; the module reads prompts from the schedule by its own
-    restored step counter, so a resumed run needs no sampler state."""
+@dataclass
+class RolloutBatch:
+    """One rollout step's input, filled by ``darling.train.rollouts.RolloutCallback`` before
+    ``training_step`` runs."""
 
-    def __iter__(self) -> Iterator[int]:
-        step = 0
+    step: int = -1
+    """The 0-based rollout step (the module's restored counter, not the loader's tick)."""
+    rows: list[PromptRow] = field(default_factory=list)
+    """The step's prompt rows; rollout i answers ``rows[rollouts.prompt_index[i]]``."""
+    rollouts: Rollouts | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds of the callback's phases (``generate``)."""
+
+
+class _StepTicks(torch.utils.data.IterableDataset):
+    """An endless stream of empty rollout batches, one per step; the rollout callback fills each
+    from the schedule by the module's restored step counter, so a resumed run needs no sampler
+    state."""
+
+    def __iter__(self) -> Iterator[RolloutBatch]:
         while True:
-            yield step
-            step += 1
+            yield RolloutBatch()
 
 
 class PromptDataModule(L.LightningDataModule):
@@ -63,7 +78,8 @@ class PromptDataModule(L.LightningDataModule):
     def __init__(self, data: Any, seed: int):
         super().__init__()
         self.spec, self.seed = data, seed
-        self.train_rows = load_prompts(data.train_path or builtin_path("train"))
+        self.train_rows = load_prompts(data.train_path or builtin_path("train"),
+                                       data.prompt_template)
         self.schedule = PromptSchedule(self.train_rows, data.prompts_per_step, seed)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
@@ -81,7 +97,7 @@ def check_prompt_lengths(
     ``max_tokens`` (its id, row and length), before anything is sampled."""
     too_long = []
     for index, row in enumerate(rows):
-        text = chat_prompt(tokenizer, row.prompt, system_prompt)
+        text = chat_prompt(tokenizer, row, system_prompt)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if length > max_tokens:
             too_long.append(f"id {row.id!r} (row {index + 1}): {length} tokens")
@@ -99,8 +115,12 @@ def check_prompt_lengths(
 _MAX_SHOWN = 5
 
 
-def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
-    """The prompt in the tokenizer's chat template, ending where the assistant starts."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": prompt})
+def chat_prompt(tokenizer: Any, prompt: str | PromptRow, system_prompt: str | None = None) -> str:
+    """The prompt (a text, or a row whose chat messages are the conversation) in the tokenizer's
+    chat template, ending where the assistant starts. ``system_prompt`` is put first unless the
+    row's messages bring their own system message."""
+    messages = prompt.chat if isinstance(prompt, PromptRow) else [
+        {"role": "user", "content": prompt}]
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,7 +1,9 @@
 """The DARLING LightningModule: owns policy, frozen reference and partition classifier.
 
-``training_step`` reads as the algorithm (spec section 1): sample -> quality -> partition ->
-diversity -> fused reward -> group advantages -> PPO-clipped token-mean loss (+ k3 KL), with
+The rollout callback (``darling.train.rollouts``) samples each step's rollouts with the engine
+and keeps the engine on the current policy; ``training_step`` starts from those rollouts and
+reads as the algorithm (spec section 1): quality -> partition -> diversity -> fused reward ->
+group advantages -> PPO-clipped token-mean loss (+ k3 KL), with
 ``ppo_epochs x mini_batches`` optimiser steps per rollout batch (manual optimisation). The math
 lives in the pure core (``darling.fusion``, ``advantages``, ``losses``, ...); this module wires
 it and logs the metrics the core returns, under namespaced keys.
@@ -26,13 +28,19 @@ from darling.advantages import group_advantages
 from darling.diversity import class_metrics
 from darling.errors import NoQualitySignal
 from darling.logprobs import response_logprobs
-from darling.losses import k3_kl, masked_token_mean, ppo_clip_loss
+from darling.losses import (
+    k3_kl,
+    masked_token_mean,
+    ppo_clip_loss,
+    sampler_gap,
+    truncated_importance_weights,
+)
 from darling.models.frozen import check_frozen, frozen_state, weights_fingerprint
 from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
-from darling.rollout.base import RolloutEngine, Rollouts, group_seeds
-from darling.train.data import PromptSchedule, chat_prompt
+from darling.rollout.base import Rollouts
+from darling.train.data import RolloutBatch
 from darling.train.strategies import FSDP2Strategy, shard_model
 
 log = logging.getLogger(__name__)
@@ -54,12 +62,9 @@ class DarlingModule(L.LightningModule):
         classifier: Any,
         quality_fn: Any,
         diversity_fn: Any,
-        engine: RolloutEngine,
-        schedule: PromptSchedule,
         reward: Any,
         optim: Any,
-        seed: int = 0,
-        system_prompt: str | None = None,
+        temperature: float = 1.0,
         max_failed_steps: int = 3,
         run_meaning: dict[str, Any] | None = None,
     ):
@@ -67,9 +72,10 @@ class DarlingModule(L.LightningModule):
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.classifier = policy, tokenizer, classifier
         self.policy.train()  # from_pretrained returns eval mode; generation toggles it itself
-        self.quality_fn, self.diversity_fn, self.engine = quality_fn, diversity_fn, engine
-        self.schedule, self.reward_spec, self.optim_spec = schedule, reward, optim
-        self.seed, self.system_prompt = seed, system_prompt
+        self.quality_fn, self.diversity_fn = quality_fn, diversity_fn
+        self.reward_spec, self.optim_spec = reward, optim
+        self.temperature = temperature
+        """The sampling temperature: log-probs are taken under the distribution sampled."""
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
@@ -84,12 +90,13 @@ class DarlingModule(L.LightningModule):
         return self._frozen[0]
 
     # -- the algorithm -----------------------------------------------------------------------
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        """One rollout step: the six steps of the paper, then the PPO update. Returns the
-        step's metrics (``StepMetrics`` logs them) and one record per rollout (``RolloutLog``)."""
-        timer, step = _Timer(), self.rollout_step
-        with timer("generate"):
-            scored = self._sample(step)  # 1. n responses per prompt
+    def training_step(self, batch: RolloutBatch, batch_idx: int) -> dict[str, Any]:
+        """One rollout step on the rollouts ``RolloutCallback`` sampled into ``batch``: the
+        paper's steps 2-6, then the PPO update. Returns the step's metrics (``StepMetrics`` logs
+        them) and one record per rollout (``RolloutLog``)."""
+        timer = _Timer()
+        timer.seconds.update(batch.seconds)
+        scored = ScoredBatch(batch.step, batch.rows, batch.rollouts)
         with timer("quality"):
             self._score_quality(scored)  # 2. quality; failed rows are excluded
         with timer("partition"):
@@ -98,26 +105,14 @@ class DarlingModule(L.LightningModule):
         self._reward(scored)  # 5. R_i = fuse(q_i, Div_i)
         self._advantage(scored)  # 6. A_i = R_i - group mean
         with timer("update"):
-            loss_metrics, logp_mean = self._update(
+            loss_metrics, logp_metrics = self._update(
                 scored.rollouts, scored.advantages.to(self.device), scored.token_mask
             )
-        with timer("sync"):
-            self.engine.sync()
-        self.rollout_step = step + 1
-        metrics = _step_metrics(scored, loss_metrics, logp_mean, timer.seconds)
+        self.rollout_step = batch.step + 1
+        metrics = _step_metrics(scored, loss_metrics, logp_metrics, timer.seconds)
         for short, key in PROGRESS_BAR.items():
             self.log(short, metrics[key], prog_bar=True, logger=False)
         return {"rollouts": scored.records(), "metrics": metrics}
-
-    def _sample(self, step: int) -> ScoredBatch:
-        scheduled = self.schedule.rows_for_step(step, self.global_rank, self.trainer.world_size)
-        group_ids = [gid for gid, _ in scheduled]
-        rows = [row for _, row in scheduled]
-        prompts = [chat_prompt(self.tokenizer, row.prompt, self.system_prompt) for row in rows]
-        # a function of the run seed and the group only (``group_seeds``): neither resuming nor
-        # changing the number of processes changes a group's rollouts
-        seeds = group_seeds(self.seed, group_ids, self.engine.sampling.n_per_prompt)
-        return ScoredBatch(step, rows, self.engine.generate(prompts, group_ids, seeds=seeds))
 
     def _score_quality(self, scored: ScoredBatch) -> None:
         rows = scored.rollout_rows
@@ -193,10 +188,12 @@ class DarlingModule(L.LightningModule):
 
     def _update(
         self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
-    ) -> tuple[dict[str, float], float]:
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """``ppo_epochs x mini_batches`` optimiser steps on one rollout batch. Returns the mean
-        loss metrics and the token-mean log-probability of the sampled responses before the
-        update (minus an entropy estimate: it rises as the policy sharpens).
+        loss metrics and the log-prob metrics of the sampled responses before the update:
+        ``logp_mean`` (their token-mean log-probability, minus an entropy estimate: it rises as
+        the policy sharpens) and, when the engine reports its own log-probs, ``sampler/*``: how
+        far they are from the trainer's (``darling.losses.sampler_gap``).
 
         ``logp_old`` and ``logp_ref`` are computed ``optim.micro_batch_size`` sequences at a
         time, like the gradient forwards, so no forward sees more than a micro-batch. With one
@@ -205,7 +202,9 @@ class DarlingModule(L.LightningModule):
         spec, opt = self.optim_spec, self.optimizers()
         ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
         mask, start = token_mask.to(self.device), rollouts.response_start
-        temperature = self.engine.sampling.temperature
+        sampler = (None if rollouts.sampler_logprobs is None
+                   else rollouts.sampler_logprobs.to(self.device))
+        temperature = self.temperature
         uses_reference = self._reference is not None or self._uses_lora_reference()
         on_policy = self._on_policy()
         with torch.no_grad():
@@ -228,21 +227,25 @@ class DarlingModule(L.LightningModule):
             for mb in np.array_split(np.arange(n), spec.mini_batches):
                 stats = self._minibatch_step(
                     opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
-                    fill_old=on_policy,
+                    fill_old=on_policy, sampler=sampler,
                 )
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 updates += 1
-        return {k: v / updates for k, v in sums.items()}, float(
-            masked_token_mean(logp_old, mask)
-        )
+        logp_metrics = {"logp_mean": float(masked_token_mean(logp_old, mask))}
+        if sampler is not None:
+            gap = sampler_gap(logp_old, sampler, mask)
+            logp_metrics.update({f"sampler/{k}": v for k, v in gap.items()})
+        return {k: v / updates for k, v in sums.items()}, logp_metrics
 
     def _minibatch_step(
         self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
-        fill_old: bool = False,
+        fill_old: bool = False, sampler: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One optimiser step over the rollouts ``mb``; with ``fill_old`` (on-policy) each
-        micro-batch's detached log-probs are first written into ``logp_old``."""
+        micro-batch's detached log-probs are first written into ``logp_old``. With
+        ``optim.importance_cap`` and the engine's log-probs ``sampler``, each token's loss is
+        weighted by ``min(pi_old / pi_sampler, cap)`` (``truncated_importance_weights``)."""
         spec = self.optim_spec
         # Token-mean over the mini-batch of *all* processes: DDP averages gradients over ranks,
         # so each rank weights its loss by world_size * local tokens / global tokens.
@@ -251,16 +254,21 @@ class DarlingModule(L.LightningModule):
             mask[mb].sum().to(torch.float32), reduce_op="sum"
         )
         mb_tokens = float(global_tokens.clamp_min(1)) / world
+        corrected = spec.importance_cap is not None and sampler is not None
         stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
+        if corrected:
+            stats["importance_weight_mean"] = 0.0
         opt.zero_grad()
         for chunk in _micro_batches(mb, spec.micro_batch_size):
             share = float(mask[chunk].sum()) / mb_tokens  # token-mean over the whole mini-batch
             logp = self._logprobs(self.policy, ids[chunk], attn[chunk], start, temperature)
             if fill_old:
                 logp_old[chunk] = logp.detach()
+            weights = (truncated_importance_weights(logp_old[chunk], sampler[chunk],
+                                                    spec.importance_cap) if corrected else None)
             policy_loss, clip_stats = ppo_clip_loss(
                 logp, logp_old[chunk], advantages[chunk], mask[chunk],
-                spec.clip_low, spec.clip_high, spec.dual_clip,
+                spec.clip_low, spec.clip_high, spec.dual_clip, token_weights=weights,
             )
             kl = (
                 k3_kl(logp, logp_ref[chunk], mask[chunk])
@@ -274,6 +282,9 @@ class DarlingModule(L.LightningModule):
             stats["total"] += float(loss.detach()) * share
             stats["clip_frac"] += clip_stats["clip_frac"] * share
             stats["approx_kl"] += clip_stats["approx_kl"] * share
+            if corrected:
+                stats["importance_weight_mean"] += float(
+                    masked_token_mean(weights, mask[chunk])) * share
         # Under FSDP2 the gradients are DTensor shards: clip_grad_norm_ reduces the shard norms
         # to the global norm before clipping, and full_tensor() gives that global value.
         grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable(), spec.grad_clip)
@@ -323,12 +334,6 @@ class DarlingModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self._reference is not None:
             self._reference.to(self.device)
-
-    def on_train_start(self) -> None:
-        """Bind the rollout engine here, not in ``on_fit_start``: Lightning restores a sharded
-        checkpoint after ``on_fit_start`` and before ``on_train_start``, so the engine (vLLM's
-        copy of the weights) starts from the restored policy."""
-        self.engine.bind(self.policy, self.tokenizer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         spec = self.optim_spec
@@ -445,7 +450,8 @@ class ScoredBatch:
 
 
 def _step_metrics(
-    scored: ScoredBatch, loss: dict[str, float], logp_mean: float, seconds: dict[str, float]
+    scored: ScoredBatch, loss: dict[str, float], logp: dict[str, float],
+    seconds: dict[str, float],
 ) -> dict[str, float]:
     """The step's metrics under namespaced keys (``reward/``, ``diversity/``, ``advantage/``,
     ``loss/``, ``time/``, ``rollout/``)."""
@@ -465,7 +471,7 @@ def _step_metrics(
         "rollout/response_len_mean": tokens / max(len(scored.rollouts.texts), 1),
         "rollout/tokens_per_s": tokens / max(seconds["generate"], 1e-9),
         "rollout/step": float(scored.step + 1),
-        "rollout/logp_mean": logp_mean,
+        **_prefixed("rollout", logp),
     }
 
 

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from darling.errors import (
     BadFileError,
@@ -31,10 +31,11 @@ from darling.eval.config import run_dir_of
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
-from darling.models.loading import load_policy
+from darling.models.loading import load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
+from darling.tasks.prompts import HUB_PREFIX
 from darling.train.callbacks import (
     CheckpointOnSigterm,
     RolloutLog,
@@ -47,6 +48,7 @@ from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
 from darling.train.quiet import silence_known_noise
+from darling.train.rollouts import RolloutCallback
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ ENGINES = {
     "vllm": (
         "darling.rollout.vllm:VLLMRollout",
         ("gpu_memory_utilization", "enable_sleep_mode", "sleep_level", "max_prompt_tokens",
-         "dtype"),
+         "dtype", "enforce_eager", "cpu_kv_cache_gib"),
     ),
 }
 """engine name -> (class, the rollout config fields it takes besides the sampling settings)"""
@@ -66,6 +68,10 @@ def validate(cfg: DictConfig) -> None:
     """Check the composed config before anything heavy happens; messages say what to change."""
     r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
     check_api_key_env(cfg.quality)
+    missing = missing_value_errors(cfg) + _paper_preset_errors(cfg)
+    if missing:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(missing + scale_errors(cfg)))
+    per_process, batch_error = prompts_per_process(d, _process_count(t))
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
          f"reward.diversity_weight={r.diversity_weight}: must be in [0, 1]"),
@@ -86,6 +92,7 @@ def validate(cfg: DictConfig) -> None:
          "evaluate.py may still use top_p < 1"),
         (ro.max_new_tokens >= 1, f"rollout.max_new_tokens={ro.max_new_tokens}: must be >= 1"),
         (d.prompts_per_step >= 1, f"data.prompts_per_step={d.prompts_per_step}: must be >= 1"),
+        (batch_error is None, batch_error),
         (d.max_prompt_tokens >= 1, f"data.max_prompt_tokens={d.max_prompt_tokens}: must be >= 1"),
         (cfg.max_failed_steps >= 0, f"max_failed_steps={cfg.max_failed_steps}: must be >= 0"),
         (cfg.model.lora.dropout == 0,
@@ -93,13 +100,18 @@ def validate(cfg: DictConfig) -> None:
          "log-probs would use different dropout masks, so the on-policy PPO ratio is not 1)"),
         (o.lr > 0, f"optim.lr={o.lr}: must be > 0"),
         (o.kl_coef >= 0, f"optim.kl_coef={o.kl_coef}: must be >= 0"),
+        (o.importance_cap is None or o.importance_cap > 0,
+         f"optim.importance_cap={o.importance_cap}: must be > 0 (or null: off)"),
+        (o.importance_cap is None or ro.engine != "hf",
+         f"optim.importance_cap={o.importance_cap} with rollout=hf: the hf engine samples from "
+         "the policy itself, so there is no sampler to correct for; use rollout=vllm or drop it"),
         (o.optimizer in ("adamw", "adamw_8bit"),
          f"optim.optimizer={o.optimizer!r}: choose adamw or adamw_8bit"),
         (o.ppo_epochs >= 1 and o.mini_batches >= 1,
          "optim.ppo_epochs and optim.mini_batches must be >= 1"),
-        (o.mini_batches <= d.prompts_per_step * ro.n_per_prompt,
-         f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step "
-         f"({d.prompts_per_step * ro.n_per_prompt})"),
+        (o.mini_batches <= per_process * ro.n_per_prompt,
+         f"optim.mini_batches={o.mini_batches} exceeds the rollouts per step and process "
+         f"({per_process * ro.n_per_prompt})"),
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
         (0 <= cfg.seed <= MAX_RUN_SEED,
          f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
@@ -108,12 +120,12 @@ def validate(cfg: DictConfig) -> None:
     ]
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
-    errors += missing_value_errors(cfg)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     needed = []
     if ro.engine == "vllm":
-        needed.append("vllm")
+        require_module("vllm")
+        check_vllm(ro)
     if o.optimizer == "adamw_8bit":
         needed.append("bitsandbytes")
     if cfg.logger is not None and "wandb" in str(cfg.logger.get("_target_", "")):
@@ -124,6 +136,21 @@ def validate(cfg: DictConfig) -> None:
         if path is not None and str(path).endswith(".parquet"):
             require_module("pandas", f"the Parquet prompt file {path}")
             require_module("pyarrow", f"the Parquet prompt file {path}")
+        if path is not None and str(path).startswith(HUB_PREFIX):
+            require_module("datasets", f"the hub dataset {path}")
+
+
+def check_vllm(rollout: DictConfig) -> None:
+    """An installed vLLM older than the engine needs, or ``rollout.enable_sleep_mode=true`` where
+    vLLM has no sleep mode (its CPU build), is refused before anything is loaded (vLLM itself
+    would refuse only when the engine starts)."""
+    from darling.rollout.vllm import sleep_mode_available, sleep_mode_error, version_error
+
+    error = version_error()
+    if error:
+        raise ConfigError(error)
+    if rollout.enable_sleep_mode and not sleep_mode_available():
+        raise ConfigError(sleep_mode_error())
 
 
 def missing_value_errors(cfg: DictConfig) -> list[str]:
@@ -147,6 +174,39 @@ def missing_value_errors(cfg: DictConfig) -> list[str]:
 
 MANDATORY_GROUPS = ("classifier", "quality", "diversity")
 """Groups whose configs may leave a field for the user to fill (``???``)."""
+
+
+def _paper_preset_errors(cfg: DictConfig) -> list[str]:
+    """A paper preset without its prompt file, or a paper model (``model.paper_preset``) on the
+    built-in trivia task: refused at once, naming the preset and what to pass."""
+    if cfg.data.train_path is not None:
+        return []
+    if cfg.get("experiment"):
+        return [f"+experiment={cfg.experiment} needs its prompts: pass data.train_path=<file or "
+                f"hf:<dataset>> (see the comment at the top of conf/experiment/{cfg.experiment}"
+                ".yaml)"]
+    preset = cfg.model.get("paper_preset")
+    if not preset:
+        return []
+    return [
+        f"model={cfg.model.name} with data.train_path=null would train on the built-in trivia "
+        f"task (90 short-answer prompts), not the paper's run. The paper's run: python train.py "
+        f"+experiment={preset} data.train_path=<prompts> (conf/experiment/{preset}.yaml says "
+        "what else to pass); or pass data.train_path=<your prompts> for another run"
+    ]
+
+
+def prompts_per_process(data: DictConfig, processes: int) -> tuple[int, str | None]:
+    """``(prompts per rollout step per process, error or None)``: ``data.prompts_per_step``, or
+    ``data.global_prompts_per_step / processes`` when the global batch is set."""
+    total = data.get("global_prompts_per_step")
+    if total is None:
+        return int(data.prompts_per_step), None
+    if total < processes or total % processes:
+        return 1, (f"data.global_prompts_per_step={total} must be a multiple of the {processes} "
+                   "training processes (trainer.devices x trainer.num_nodes), each of which "
+                   "samples whole groups of its own prompts")
+    return total // processes, None
 
 
 def scale_errors(cfg: DictConfig) -> list[str]:
@@ -359,6 +419,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     run_dir = Path(run_dir)
     silence_known_noise()
     validate(cfg)
+    if cfg.data.get("global_prompts_per_step") is not None:
+        with open_dict(cfg):  # recorded in config.yaml as what each process samples
+            processes = _process_count(cfg.trainer)
+            cfg.data.prompts_per_step = prompts_per_process(cfg.data, processes)[0]
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
     if ckpt is not None:
@@ -379,21 +443,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                          cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
     if disable_dropout(policy):
         log.info("set the policy's dropout probabilities to 0 (PPO's on-policy ratio must be 1)")
+    engine = build_engine(cfg)
+    engine.check_model(transformers_model(policy).config)
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
         classifier=instantiate(cfg.classifier),
         quality_fn=instantiate(cfg.quality),
         diversity_fn=instantiate(cfg.diversity),
-        engine=build_engine(cfg),
-        schedule=datamodule.schedule,
         reward=build_reward(cfg.reward),
         optim=cfg.optim,
-        seed=cfg.seed,
-        system_prompt=cfg.data.system_prompt,
+        temperature=cfg.rollout.temperature,
         max_failed_steps=cfg.max_failed_steps,
         run_meaning=run_meaning(cfg),
     )
+    rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
     strategy = _strategy(cfg.trainer.strategy)
     every_n = cfg.trainer.checkpoint_every_n_steps
     step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
@@ -416,6 +480,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         # model-parallel strategy writes sharded directories with its own writer
         plugins=[] if isinstance(strategy, ModelParallelStrategy) else [AtomicCheckpointIO()],
         callbacks=[
+            rollouts,  # samples before each step, syncs the engine after it (before its metrics)
             step_metrics,  # before any checkpoint of the step: rows and checkpoints agree
             *([RolloutLog(run_dir / "rollouts")] if cfg.log_rollouts else []),
             ModelCheckpoint(
@@ -489,6 +554,8 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
         for key in sorted(set(saved) | set(current))
         if saved.get(key, _MISSING) != current.get(key, _MISSING) and not _resumable(key)
+        # a setting added to the schema after the run started, left at its null default
+        and not (key not in saved and current.get(key) is None)
     ]
 
 
@@ -555,7 +622,8 @@ def _checkpoint_state(path: Path) -> dict[str, Any]:
 def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume ``run_dir`` under a config that changes the run's meaning (seed, reward,
     sampling, model, data, optimiser...): every key but ``RESUMABLE_KEYS`` must equal the saved
-    ``config.yaml``. The message lists the differing keys; the saved config is left untouched."""
+    ``config.yaml`` (a key the saved config lacks may stay at null: a newer schema's default).
+    The message lists the differing keys; the saved config is left untouched."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
