@@ -356,13 +356,22 @@ PROTOCOL_KEYS = ("rollout.temperature", "rollout.top_p", "rollout.max_new_tokens
 ``compare`` refuses to pool evaluations that differ in any of them."""
 
 
+OPERATIONAL_KEYS = frozenset({"api_key_env", "timeout_s", "retries", "backoff_s", "max_workers",
+                              "batch_size", "device"})
+"""Fields of a quality or classifier config that change how it runs, not what it measures."""
+
+
 def protocol(cfg: DictConfig) -> dict[str, Any]:
-    """``PROTOCOL_KEYS`` -> value, resolved (a group config as a dict)."""
+    """``PROTOCOL_KEYS`` -> value, resolved (a group config as a dict without its
+    ``OPERATIONAL_KEYS``)."""
     out = {}
     for key in PROTOCOL_KEYS:
         value = OmegaConf.select(cfg, key)
-        out[key] = (OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value)
-                    else value)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in OPERATIONAL_KEYS}
+        out[key] = value
     return out
 
 
