@@ -123,9 +123,11 @@ def _full_error() -> bool:
 @contextmanager
 def user_errors(job_dir: str | Path | None = None) -> Iterator[None]:
     """Report a ``UserError`` raised inside as one line and exit 2. A refused start first undoes
-    what Hydra's start of job ``job_dir`` wrote (see ``ForgetFailedStart``); an error after the
-    work began keeps the directory and ends its log with the reason. With ``HYDRA_FULL_ERROR=1``
-    the error is re-raised (Hydra prints its traceback) after the same clean-up."""
+    what Hydra's start of job ``job_dir`` wrote (see ``ForgetFailedStart``), and ends a ``-m``
+    sweep at once; an error after the work began keeps the directory and ends its log with the
+    reason (under ``-m`` it is re-raised, so Hydra runs the other jobs and reports it at the
+    end, as for any failure). With ``HYDRA_FULL_ERROR=1`` the error is re-raised (Hydra prints
+    its traceback) after the same clean-up."""
     try:
         yield
     except Exception as err:
@@ -134,11 +136,22 @@ def user_errors(job_dir: str | Path | None = None) -> Iterator[None]:
             raise
         if ForgetFailedStart._work_began:  # the run's log ends with why it stopped
             logging.getLogger("darling").error("stopped: %s", one_line(user_error))
+            if _in_multirun():
+                raise  # as before: Hydra runs the sweep's other jobs, then reports this one
         elif job_dir is not None:
             ForgetFailedStart.undo(Path(job_dir))
         if _full_error():
             raise
         exit_on_user_error(user_error)
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:
+        return False
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def find_user_error(err: BaseException) -> UserError | None:
