@@ -1,25 +1,32 @@
 """Evaluate a trained policy (or the base model) or compare runs. See README, "Evaluation"."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from darling.errors import check_command_line, user_errors
 from darling.eval.compare import compare
-from darling.eval.config import register_eval_configs
+from darling.eval.config import check_eval_command_line, register_eval_configs
 from darling.eval.run import evaluate, log_comparison
+from darling.train.run import hydra_run_dir
 
 register_eval_configs()
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if cfg.compare:
-        result = compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline,
-                         analysis=cfg.analysis, n_resamples=cfg.permutations, seed=cfg.seed,
-                         collapsed_below=cfg.collapsed_below)
-        log_comparison(cfg, result)
-    else:
-        evaluate(cfg, cfg.eval.out_dir)
+    with user_errors(hydra_run_dir()):
+        if cfg.compare:
+            result = compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline,
+                             analysis=cfg.analysis, n_resamples=cfg.permutations, seed=cfg.seed,
+                             collapsed_below=cfg.collapsed_below)
+            log_comparison(cfg, result)
+        else:
+            evaluate(cfg, cfg.eval.out_dir)
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])
+    check_eval_command_line(sys.argv[1:])
     main()

@@ -1,8 +1,11 @@
 """Train a policy with DARLING. `python train.py` runs the offline CPU default; see README."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from darling.errors import check_command_line, user_errors
 from darling.train.config import register_configs
 from darling.train.run import hydra_run_dir, train
 
@@ -11,8 +14,10 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg, hydra_run_dir())
+    with user_errors(hydra_run_dir()):
+        train(cfg, hydra_run_dir())
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])
     main()

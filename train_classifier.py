@@ -28,6 +28,13 @@ import torch
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from darling.errors import (
+    BadFileError,
+    ConfigError,
+    MissingPathError,
+    check_command_line,
+    user_errors,
+)
 from darling.partition.pairs_data import PairRow, load_pairs
 from darling.partition.training import save_with_card, train_and_calibrate
 
@@ -41,7 +48,7 @@ def read_rollouts(run_dir: Path) -> list[dict]:
     """All records of ``<run_dir>/rollouts/*.jsonl``; errors name the file and line."""
     logs = sorted((run_dir / "rollouts").glob("*.jsonl"))
     if not logs:
-        raise FileNotFoundError(f"no rollout log in {run_dir / 'rollouts'}: train with "
+        raise MissingPathError(f"no rollout log in {run_dir / 'rollouts'}: train with "
                                 "log_rollouts=true, or point data.run at the run directory")
     records = []
     for path in logs:
@@ -50,7 +57,7 @@ def read_rollouts(run_dir: Path) -> list[dict]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: bad JSON: {err}") from err
+                    raise BadFileError(f"{path}:{line_no}: bad JSON: {err}") from err
     return records
 
 
@@ -62,7 +69,7 @@ def pair_judge(judge_cfg: DictConfig):
     from darling.quality.judge import JudgeQuality
 
     if judge_cfg.model is None:
-        raise ValueError("data.judge.base_url is set but data.judge.model is null: name the model")
+        raise ConfigError("data.judge.base_url is set but data.judge.model is null: name the model")
     client = JudgeQuality(judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
                           timeout_s=judge_cfg.timeout_s, retries=judge_cfg.retries,
                           max_workers=judge_cfg.max_workers, max_tokens=4)
@@ -91,13 +98,13 @@ def rollout_pairs(data: DictConfig) -> InDomain:
 
     run_dir = Path(to_absolute_path(data.run))
     if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: data.run must be a run "
+        raise MissingPathError(f"{run_dir} has no config.yaml: data.run must be a run "
                                 "directory written by train.py")
     prompt_path = OmegaConf.load(run_dir / "config.yaml").data.train_path or builtin_path("train")
     prompts = {row.id: row for row in load_prompts(prompt_path)}
     records = read_rollouts(run_dir)
     if data.holdout_categories and any(row.kind == "open" for row in prompts.values()):
-        raise ValueError(f"data.holdout_categories={data.holdout_categories}: measuring on "
+        raise ConfigError(f"data.holdout_categories={data.holdout_categories}: measuring on "
                          f"held-out categories needs verifiable prompts; {prompt_path} is open")
 
     def category(record: dict) -> str:
@@ -128,7 +135,7 @@ def load_data(data: DictConfig) -> tuple[list[PairRow], str, InDomain | None]:
         return human, data.path, None
     in_domain = rollout_pairs(data)
     if not in_domain.rows:
-        raise ValueError(f"no labelled pairs from {data.run}: {in_domain.counts}")
+        raise ConfigError(f"no labelled pairs from {data.run}: {in_domain.counts}")
     description = (f"{len(in_domain.rows)} in-domain pairs from the rollouts of {data.run}"
                    + (f" + {len(human)} human pairs from {data.path}" if human else ""))
     return human + in_domain.rows, description, in_domain
@@ -138,9 +145,9 @@ def calibration_labelers(data: DictConfig) -> tuple[str, ...] | None:
     """Labellers whose validation pairs set the threshold (``data.calibrate_on``); None = all."""
     choice = data.get("calibrate_on", "all")
     if choice not in ("all", "in_domain"):
-        raise ValueError(f"data.calibrate_on={choice}: choose all or in_domain")
+        raise ConfigError(f"data.calibrate_on={choice}: choose all or in_domain")
     if choice == "in_domain" and data.source != "rollouts":
-        raise ValueError("data.calibrate_on=in_domain needs in-domain pairs: use data=rollouts")
+        raise ConfigError("data.calibrate_on=in_domain needs in-domain pairs: use data=rollouts")
     return IN_DOMAIN if choice == "in_domain" else None
 
 
@@ -294,6 +301,14 @@ def card_section(counts: dict, data: DictConfig) -> str:
 
 @hydra.main(config_path="conf/train_classifier", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from darling.train.run import hydra_run_dir
+
+    with user_errors(hydra_run_dir()):
+        run(cfg)
+
+
+def run(cfg: DictConfig) -> None:
+    """Load the pairs, log the fold table, train, calibrate and save (``main`` without Hydra)."""
     torch.set_num_threads(cfg.threads)
     calibrate_labelers = calibration_labelers(cfg.data)
     rows, description, in_domain = load_data(cfg.data)
@@ -334,4 +349,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])
     main()

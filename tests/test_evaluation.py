@@ -189,7 +189,7 @@ def test_another_prompt_file_gets_its_own_dir_and_is_not_pooled(tmp_path):
     evaluate(cfg_extra, tmp_path / "open")
     metrics = json.loads((tmp_path / "open" / "metrics.json").read_text())
     assert metrics["prompts"] == str(extra)
-    with pytest.raises(ValueError, match="different prompts, k or sampling"):
+    with pytest.raises(ValueError, match="differ in prompts"):
         compare([tmp_path / "heldout", tmp_path / "open"], tmp_path / "comparison")
 
 

@@ -91,8 +91,14 @@ def test_load_prompts_errors_name_path_and_line(tmp_path, content, message):
 
 
 def test_load_prompts_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="nope.jsonl: prompt file not found"):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl: prompt file not found"):
         load_prompts(tmp_path / "nope.jsonl")
+
+
+def test_a_folder_given_as_prompt_file_is_called_a_folder(tmp_path):
+    # issue 23.18: was "prompt file not found"
+    with pytest.raises(IsADirectoryError, match="is a directory, not a prompt file"):
+        load_prompts(tmp_path)
 
 
 def test_load_prompts_rejects_mixed_kinds_and_names_the_lines(tmp_path):

@@ -80,10 +80,14 @@ def test_lora_checkpoints_leave_out_the_base_and_check_it_on_resume(compose_cfg,
     for name, value in saved.items():
         assert torch.equal(policy.state_dict()[name.removeprefix("policy.")], value), name
 
-    other_base = compose_cfg(*TINY, *lora, "seed=1", "trainer.max_steps=3",
-                             f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}")
-    with pytest.raises(ValueError, match="other frozen"):
+    ckpt = f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}"
+    other_base = compose_cfg(*TINY, *lora, "seed=1", "trainer.max_steps=3", ckpt)
+    with pytest.raises(ValueError, match=r"other settings.*\n  seed: 0 -> 1"):
         train(other_base, tmp_path / "other")
+    # resumed anyway, the other frozen base weights are still found
+    with pytest.raises(ValueError, match="other frozen"):
+        train(compose_cfg(*TINY, *lora, "seed=1", "trainer.max_steps=3", ckpt,
+                          "resume_any_config=true"), tmp_path / "other")
 
 
 def test_fresh_run_refuses_to_overwrite(compose_cfg, tmp_path):
@@ -142,9 +146,10 @@ def test_missing_extra_is_named(compose_cfg):
         validate(cfg)
 
 
-def test_single_rollout_per_prompt_warns(compose_cfg, caplog):
-    validate(compose_cfg(*TINY, "rollout.n_per_prompt=1"))
-    assert "advantage is 0" in caplog.text or "advantages" in caplog.text
+def test_single_rollout_per_prompt_is_refused(compose_cfg):
+    # issue 23.9: a group of one has advantage 0, so the run would learn nothing
+    with pytest.raises(ValueError, match=r"rollout.n_per_prompt=1: must be >= 2.*advantage"):
+        validate(compose_cfg(*TINY, "rollout.n_per_prompt=1"))
 
 
 def test_failing_quality_function_is_reported(compose_cfg, tmp_path):

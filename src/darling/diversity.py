@@ -52,6 +52,9 @@ def class_metrics(labels: Sequence[int], group_ids: Sequence[Hashable]) -> dict[
         classes.append(len(counts))
         singletons += int((counts == 1).sum())
         sizes.append(len(members))
+    if not classes:  # no scored rollout this step: NaN, without numpy's "Mean of empty slice"
+        return {"classes_per_group": float("nan"), "classes_share": float("nan"),
+                "singleton_share": float("nan")}
     return {
         "classes_per_group": float(np.mean(classes)),
         "classes_share": float(np.mean(np.asarray(classes) / np.asarray(sizes))),

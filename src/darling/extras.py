@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from darling.errors import MissingExtraError
+
 EXTRAS = {
     "vllm": "gpu",
     "bitsandbytes": "gpu",
@@ -31,4 +33,4 @@ def require_module(module: str, why: str = "this config") -> None:
         found = False
     if not found:
         hint = INSTALL_HINTS.get(module, f"pip install 'darling[{EXTRAS.get(module, module)}]'")
-        raise ImportError(f"{why} needs {module}, which is not installed: {hint}")
+        raise MissingExtraError(f"{why} needs {module}, which is not installed: {hint}")

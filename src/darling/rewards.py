@@ -49,8 +49,13 @@ def training_reward(
         diversity_weight=reward.diversity_weight,
     )
     return rewards, {
-        "quality_mean": float(np.mean(quality)),
-        "transformed_quality_mean": float(np.mean(transformed)),
-        "mean": float(np.mean(rewards)),
-        "std": float(np.std(rewards)),
+        "quality_mean": _mean(quality),
+        "transformed_quality_mean": _mean(transformed),
+        "mean": _mean(rewards),
+        "std": float(np.std(rewards)) if len(rewards) else float("nan"),
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean, NaN for no values (every quality of the step failed), without numpy's warning."""
+    return float(np.mean(values)) if len(values) else float("nan")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -14,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from darling.errors import ConfigError, MissingPathError
 from darling.eval.config import HELDOUT
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
 from darling.eval.training_signal import training_signal
+
+log = logging.getLogger(__name__)
 
 TRAINING_CURVES = ("reward/quality_mean", "diversity/classes_per_group", "rollout/logp_mean")
 CURVE_WINDOW = 5
@@ -24,7 +28,8 @@ CURVE_WINDOW = 5
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """``(mean, half-width)`` of a Student-t interval; half-width 0 for a single value.
+    """``(mean, half-width)`` of a Student-t interval; half-width NaN (undefined) for a single
+    value: one seed says nothing about the seed-to-seed spread.
 
     >>> mean_interval([1.0, 2.0, 3.0])[0]
     2.0
@@ -35,7 +40,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     if len(x) == 0:
         return float("nan"), float("nan")
     if len(x) == 1:
-        return float(x[0]), 0.0
+        return float(x[0]), float("nan")
     half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean()), float(half)
 
@@ -132,36 +137,59 @@ def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"compare: {path} does not exist")
+            raise MissingPathError(f"compare: {path} does not exist")
         found += [path] if path.is_file() else sorted(path.rglob("metrics.json"))
     found = [p for p in found if p.parent.name != "comparison"]
     if not found:
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"compare: no metrics.json under {list(map(str, paths))}; run evaluate.py on each "
             "run first"
         )
     return found
 
 
+PROTOCOL_EVAL_KEYS = ("k", "ks", "max_prompts", "utility", "embedder")
+"""``eval.*`` settings that change what an evaluation measures (``prompts_per_batch`` and
+``out_dir`` do not)."""
+
+
+def protocol_of(record: dict[str, Any]) -> dict[str, str]:
+    """What an evaluation measured, setting -> value (as text): the prompts, the ``eval.*``
+    settings of ``PROTOCOL_EVAL_KEYS`` and what ``evaluate.py`` records under ``protocol``
+    (sampling, quality, classifier, system prompt)."""
+    eval_cfg = record.get("eval", {})
+    protocol = {"prompts": record.get("prompts", HELDOUT)}
+    protocol.update({f"eval.{key}": eval_cfg.get(key) for key in PROTOCOL_EVAL_KEYS
+                     if key in eval_cfg or key == "k"})
+    protocol.update({f"rollout.{key}": value
+                     for key, value in (record.get("sampling") or {}).items()})
+    protocol.update(record.get("protocol", {}))
+    return {key: json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+            for key, value in protocol.items()}
+
+
 def check_same_protocol(records: list[dict[str, Any]], files: list[Path]) -> None:
-    """Refuse to pool evaluations made on different prompt files, with different k or at
-    different sampling settings (temperature, top_p; ``sampling`` in metrics.json, absent from
-    files written before it was recorded): averaged together they would read as extra seeds of
-    one arm."""
-    protocols: dict[tuple[str, Any, Any], list[str]] = defaultdict(list)
-    for record, path in zip(records, files, strict=True):
-        sampling = record.get("sampling")
-        key = (record.get("prompts", HELDOUT), record.get("eval", {}).get("k"),
-               None if sampling is None else (sampling.get("temperature"), sampling.get("top_p")))
-        protocols[key].append(str(path.parent))
-    if len(protocols) > 1:
-        listing = "; ".join(
-            f"prompts={p} k={k} temperature, top_p={'not recorded' if s is None else s}: "
-            f"{len(dirs)} evaluation(s), e.g. {dirs[0]}"
-            for (p, k, s), dirs in protocols.items())
-        raise ValueError(
-            f"compare: these evaluations used different prompts, k or sampling ({listing}); "
-            "pass the metrics.json files or folders of one protocol only"
+    """Refuse to pool evaluations that measured different things (other prompts, k, number of
+    prompts, sampling, quality or classifier): averaged together they would read as extra seeds
+    of one arm, and their difference as an effect. The message names each differing setting.
+    A setting that an older ``metrics.json`` does not record is compared only among the files
+    that record it."""
+    protocols = [protocol_of(r) for r in records]
+    differing = []
+    for key in dict.fromkeys(k for p in protocols for k in p):
+        values: dict[str, list[str]] = defaultdict(list)
+        for protocol, path in zip(protocols, files, strict=True):
+            if key in protocol:
+                values[protocol[key]].append(str(path.parent))
+        if len(values) > 1:
+            differing.append(f"{key} (" + "; ".join(
+                f"{value}: {len(dirs)} evaluation(s), e.g. {dirs[0]}"
+                for value, dirs in values.items()) + ")")
+    if differing:
+        raise ConfigError(
+            "compare: these evaluations measured different things, so their numbers are not "
+            f"comparable: they differ in {'; '.join(differing)}. Re-evaluate them with the same "
+            "settings, or pass the metrics.json files or folders of one protocol only"
         )
 
 
@@ -199,7 +227,7 @@ def paired_differences(
                    for r in records}
     base = {seed: m for (arm, seed), m in by_arm_seed.items() if arm == baseline}
     if not base:
-        raise ValueError(f"baseline={baseline!r} is not an arm here; arms: "
+        raise ConfigError(f"baseline={baseline!r} is not an arm here; arms: "
                          f"{sorted({arm for arm, _ in by_arm_seed})}")
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
     for arm in dict.fromkeys(arm for arm, _ in by_arm_seed):
@@ -315,6 +343,8 @@ def compare(
                   "darling.eval.training_signal):", ""]
         lines += _markdown_table(signal, list(next(iter(signal.values()))))
     (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
+    log.info("compared %d evaluations in %d arms:\n%s", len(records), len(table),
+             "\n".join(lines))
 
     curves = {
         arm: {int(k.split("@")[1]): v[:2] for k, v in metrics.items() if k.startswith("pass@")}
@@ -332,6 +362,7 @@ def compare(
     if curves_by_metric:
         plot_training_curves(curves_by_metric, out_dir / "training_curves.png",
                              f"{CURVE_WINDOW}-step trailing mean")
+    log.info("comparison written to %s (comparison.md, comparison.csv, plots)", out_dir)
     return {"arms": table, "paired": paired, "unpaired": unpaired, "out_dir": str(out_dir),
             "runs": [record["run"] for record in records]}
 

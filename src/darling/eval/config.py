@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from darling.errors import MissingPathError
 from darling.models.loading import ModelSpec
 from darling.train.config import DataSpec, RolloutSpec
 
@@ -95,7 +97,7 @@ def default_eval_dir(
     if compare:
         return str(Path(str(compare[0])) / "comparison")
     if ckpt and not Path(ckpt).exists():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"ckpt={ckpt!r}: {Path(ckpt).resolve()} does not exist (pass a run directory from "
             "runs/, its policy/ folder or a .ckpt file)"
         )
@@ -106,6 +108,47 @@ def default_eval_dir(
     if ckpt:
         return str(run_dir_of(ckpt) / f"eval-k{k}-seed{seed}{suffix}")
     return f"evals/{model_name}-base-k{k}-seed{seed}{suffix}"
+
+
+def check_eval_command_line(argv: list[str]) -> None:
+    """Refuse, before Hydra creates the output directory, a ``ckpt=`` or ``compare=[...]`` that
+    names a path that does not exist (printed as ``error: ...``, exit code 2); Hydra would
+    otherwise create the evaluation folder (or ``comparison/``) under the missing path."""
+    from darling.errors import UserError, exit_on_user_error
+
+    try:
+        for arg in argv:
+            key, sep, value = arg.partition("=")
+            if not sep or value in ("", "null") or "${" in value or "(" in value:
+                continue  # interpolations and sweep functions are Hydra's to resolve
+            key = key.lstrip("+~")
+            if key == "ckpt":
+                # a -m sweep gives several paths: a,b
+                paths = [value] if Path(value).exists() else value.split(",")
+                for path in paths:
+                    default_eval_dir(path.strip().strip("'\""), "", 0, 0)
+            elif key == "compare":
+                for path in _listed_paths(value):
+                    if not Path(path).exists():
+                        raise MissingPathError(
+                            f"compare: {path} does not exist (pass folders or metrics.json files "
+                            "written by evaluate.py)")
+    except UserError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        exit_on_user_error(err)
+
+
+def _listed_paths(value: str) -> list[str]:
+    """The paths of a command-line list ``[a,'b c']`` (or a single path).
+
+    >>> _listed_paths("[runs/a, 'runs/b']")
+    ['runs/a', 'runs/b']
+    """
+    value = value.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    return [p.strip().strip("'\"") for p in value.split(",") if p.strip()]
 
 
 def run_dir_of(ckpt: str | Path) -> Path:

@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from darling.errors import BadFileError, ConfigError, ForgetFailedStart, MissingPathError
 from darling.eval.config import HELDOUT, PARTITIONS, run_dir_of
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
@@ -40,7 +41,8 @@ from darling.tasks.answers import answer_in_set
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 from darling.train.data import chat_prompt
 from darling.train.loggers import close_logger, uses_wandb, wandb_identity
-from darling.train.run import build_engine
+from darling.train.quiet import silence_known_noise
+from darling.train.run import build_engine, missing_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,16 @@ def find_run(ckpt: str | Path) -> tuple[Path, Path | None]:
     """
     path = Path(ckpt)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt={ckpt!r}: {path} does not exist")
+        raise MissingPathError(f"ckpt={ckpt!r}: {path} does not exist")
     run_dir = run_dir_of(path)
     if path.is_file() or is_sharded_checkpoint(path):
         if not (run_dir / "config.yaml").is_file():
-            raise ValueError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
+            raise BadFileError(f"ckpt={ckpt!r}: no config.yaml in {run_dir}; not a darling run")
         return run_dir, path
     if not (run_dir / "config.yaml").is_file() or not (
         (run_dir / "policy").is_dir() or (run_dir / "checkpoints" / "last.ckpt").exists()
     ):
-        raise ValueError(
+        raise BadFileError(
             f"ckpt={ckpt!r} is not a darling run: expected {run_dir}/config.yaml and a "
             f"policy/ folder or checkpoints/last.ckpt (pass a run directory from runs/)"
         )
@@ -85,13 +87,14 @@ def check_eval_config(cfg: DictConfig) -> None:
             errors.append(f"eval.ks={list(e.ks)}: {bad} outside 1..eval.k={k}")
     if cfg.rollout.n_per_prompt != k:
         errors.append(f"rollout.n_per_prompt={cfg.rollout.n_per_prompt} must equal eval.k={k}")
+    errors += missing_value_errors(cfg)
     if e.partition not in PARTITIONS:
         errors.append(f"eval.partition={e.partition!r}: choose one of {list(PARTITIONS)}")
     if cfg.get("experiment") and cfg.data.eval_path is None:
         errors.append(f"+eval={cfg.experiment} needs its prompts: pass data.eval_path=<file or "
                       f"hf:<dataset>[:<split>]> (see conf/eval/{cfg.experiment}.yaml)")
     if errors:
-        raise ValueError("invalid evaluation config:\n  " + "\n  ".join(errors))
+        raise ConfigError("invalid evaluation config:\n  " + "\n  ".join(errors))
 
 
 def load_eval_policy(cfg: DictConfig) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
@@ -131,18 +134,18 @@ def checkpoint_errors(ckpt_file: Path, model_name: str) -> Iterator[None]:
     try:
         yield
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(_unreadable(ckpt_file, err)) from None
+        raise BadFileError(_unreadable(ckpt_file, err)) from None
     except RuntimeError as err:
         text = str(err)
         if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
-            raise ValueError(
+            raise BadFileError(
                 f"ckpt={ckpt_file}: its weights do not fit the policy of its run "
                 f"(model {model_name!r}): {_key_summary(text)}. Pass the checkpoint of a darling "
                 "run of this model (its config.yaml must sit in the run directory)"
             ) from None
-        raise ValueError(_unreadable(ckpt_file, err)) from None
+        raise BadFileError(_unreadable(ckpt_file, err)) from None
     except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(
+        raise BadFileError(
             f"ckpt={ckpt_file}: not a darling training checkpoint (no policy state_dict: "
             f"{type(err).__name__}: {err}); pass runs/<run> or its checkpoints/last.ckpt"
         ) from None
@@ -203,15 +206,18 @@ class Scores:
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     """Sample, score and write: generations.jsonl, per_prompt.csv, metrics.json, metrics.csv and
     pass_at_k.png. The generations are written before scoring, so a failing scorer loses none."""
+    silence_known_noise()
     check_eval_config(cfg)
     check_api_key_env(cfg.quality)
     rows = load_prompts(cfg.data.eval_path or builtin_path("heldout"), cfg.data.prompt_template)
     if cfg.eval.max_prompts is not None:
         rows = rows[: cfg.eval.max_prompts]
     policy, tokenizer, info = load_eval_policy(cfg)
+    ForgetFailedStart.work_began()  # an error from here on keeps what the evaluation wrote
     samples = sample(cfg, rows, policy, tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    keep_previous(out_dir)
     write_generations(out_dir / "generations.jsonl", samples)
     try:
         scores = score(cfg, samples)
@@ -222,6 +228,21 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         ) from err
     write_generations(out_dir / "generations.jsonl", samples, scores)
     return write_report(cfg, out_dir, samples, scores, info)
+
+
+PREVIOUS = "metrics.previous.json"
+"""Where a re-run keeps the ``metrics.json`` it replaces (``compare`` reads only
+``metrics.json``)."""
+
+
+def keep_previous(out_dir: Path) -> None:
+    """A re-run evaluation replaces the one in ``out_dir``: say so, and keep its
+    ``metrics.json`` as ``metrics.previous.json`` (one generation back)."""
+    old = out_dir / "metrics.json"
+    if old.is_file():
+        old.replace(out_dir / PREVIOUS)
+        log.warning("%s already held an evaluation: replacing it (its metrics.json is kept as "
+                    "%s); pass eval.out_dir=<another folder> to keep both", out_dir, PREVIOUS)
 
 
 def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, tokenizer: Any
@@ -315,6 +336,7 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
     sampling = {key: cfg.rollout.get(key) for key in ("temperature", "top_p", "max_new_tokens")}
     result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
               "prompts": str(cfg.data.eval_path or HELDOUT), "sampling": sampling,
+              "protocol": protocol(cfg),
               "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
@@ -351,6 +373,31 @@ def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
         if identity.get(k) is not None})
     logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
     return logger
+
+
+PROTOCOL_KEYS = ("rollout.temperature", "rollout.top_p", "rollout.max_new_tokens",
+                 "data.system_prompt", "quality", "classifier")
+"""Settings besides ``eval.*`` and the prompts that change what an evaluation measures;
+``compare`` refuses to pool evaluations that differ in any of them."""
+
+
+OPERATIONAL_KEYS = frozenset({"api_key_env", "timeout_s", "retries", "backoff_s", "max_workers",
+                              "batch_size", "device"})
+"""Fields of a quality or classifier config that change how it runs, not what it measures."""
+
+
+def protocol(cfg: DictConfig) -> dict[str, Any]:
+    """``PROTOCOL_KEYS`` -> value, resolved (a group config as a dict without its
+    ``OPERATIONAL_KEYS``)."""
+    out = {}
+    for key in PROTOCOL_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in OPERATIONAL_KEYS}
+        out[key] = value
+    return out
 
 
 def _log_to_logger(logger: Any, summary: dict[str, float], out_dir: Path, plots: list[Path]):

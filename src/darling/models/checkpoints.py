@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from darling.errors import MissingPathError
+
 METADATA_FILE = "meta.pt"
 """Lightning's file of everything but the weights and optimiser state in a sharded checkpoint."""
 WEIGHTS_PREFIX = "state_dict."
@@ -35,7 +37,7 @@ def load_checkpoint(path: str | Path, prefix: str = "policy.") -> dict[str, Any]
         }
         return checkpoint
     if not is_sharded_checkpoint(path):
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"{path} is neither a checkpoint file nor a sharded checkpoint directory (with "
             f"{METADATA_FILE})"
         )

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from darling.errors import ConfigError
+
 
 @torch.no_grad()
 def weights_fingerprint(tensors: Iterable[torch.Tensor]) -> list[float]:
@@ -48,7 +50,7 @@ def check_frozen(saved: Sequence[float] | None, current: Sequence[float]) -> Non
     """Raise if the frozen weights' fingerprint ``current`` is not the one a checkpoint saved
     (``None``: a checkpoint from before fingerprints, nothing to check)."""
     if saved is not None and not fingerprints_match(saved, current):
-        raise ValueError(
+        raise ConfigError(
             "the checkpoint was trained on other frozen (base) weights than this config loads "
             f"(fingerprint {list(saved)} vs {list(current)}); use the model config (model.*, "
             "seed) the run was started with"

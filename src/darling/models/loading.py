@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from darling.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,11 +58,11 @@ class ModelSpec:
 def load_policy(spec: Any, seed: int = 0) -> tuple[torch.nn.Module, Any]:
     """Return ``(model, tokenizer)`` for ``spec``; the tokenizer pads on the left."""
     if spec.source not in _LOADERS:
-        raise ValueError(
+        raise ConfigError(
             f"model.source={spec.source!r} is unknown; choose one of {sorted(_LOADERS)}"
         )
     if spec.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={spec.dtype!r} is unknown; choose one of {sorted(DTYPES)}")
+        raise ConfigError(f"model.dtype={spec.dtype!r} is unknown; choose one of {sorted(DTYPES)}")
     model, tokenizer = _LOADERS[spec.source](spec, seed)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -112,7 +114,7 @@ def _load_pretrained(spec: Any, seed: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not spec.path:
-        raise ValueError("model.source=pretrained needs model.path (a hub name or a local dir)")
+        raise ConfigError("model.source=pretrained needs model.path (a hub name or a local dir)")
     kwargs = {"trust_remote_code": bool(spec.trust_remote_code)}
     tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(

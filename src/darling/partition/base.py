@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from darling.errors import BadFileError, MissingPathError, is_hub_name, one_line
 from darling.partition.calibration import best_f1_threshold
 from darling.partition.unionfind import partition
 
@@ -312,7 +313,7 @@ def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> P
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"no classifier at {directory}: expected {config_path} (write one with "
             "PairClassifier.save or train one with train_classifier.py)"
         )
@@ -321,12 +322,12 @@ def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> P
         backend, threshold = config["backend"], float(config["threshold"])
         params = dict(config.get("params", {}))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"corrupt classifier config {config_path}: {err}") from err
+        raise BadFileError(f"corrupt classifier config {config_path}: {err}") from err
     if backend not in _BACKENDS and backend in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[backend])
     if backend not in _BACKENDS:
         known = sorted(set(_BACKENDS) | set(_BUILTIN_MODULES))
-        raise ValueError(f"{config_path} names backend {backend!r}; known backends: {known}")
+        raise BadFileError(f"{config_path} names backend {backend!r}; known backends: {known}")
     if "trust_remote_code" in params:
         if params["trust_remote_code"] and not trust_remote_code:
             raise ValueError(
@@ -338,17 +339,32 @@ def load_classifier(directory: str | Path, trust_remote_code: bool = False) -> P
     cls = _BACKENDS[backend]
     weights = directory / WEIGHTS_FILE
     if cls.stores_weights and not weights.is_file():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"classifier {directory} (backend {backend!r}) has no {WEIGHTS_FILE}: its learned "
             f"weights are missing, and an untrained {cls.__name__} would call every pair 0.5. "
             "Copy the whole folder, or train one with train_classifier.py"
         )
+    encoder = params.get("encoder")
+    if isinstance(encoder, str) and not Path(encoder).exists() and not is_hub_name(encoder):
+        raise MissingPathError(
+            f"{config_path} names encoder {encoder!r}, which does not exist: set \"encoder\" "
+            "there to the folder of the sentence encoder (or null for the shipped MiniLM)"
+        )
     classifier = cls(**params)
     if weights.exists():
         try:
-            classifier._restore_state(load_file(str(weights)))
-        except (SafetensorError, OSError, RuntimeError, KeyError) as err:
-            raise ValueError(f"corrupt classifier weights {weights}: {err}") from err
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, RuntimeError) as err:
+            raise BadFileError(f"corrupt classifier weights {weights}: {err}") from err
+        try:
+            classifier._restore_state(state)
+        except OSError as err:  # transformers could not load the encoder the config names
+            raise BadFileError(
+                f"{config_path} names encoder {encoder!r}, which could not be loaded (not a "
+                f"local folder; as a hub name it needs hub access): {one_line(err)}"
+            ) from err
+        except (SafetensorError, RuntimeError, KeyError) as err:
+            raise BadFileError(f"corrupt classifier weights {weights}: {err}") from err
     classifier.threshold_ = threshold
     return classifier
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from darling.errors import BadFileError, ConfigError, MissingPathError
+
 REQUIRED_FIELDS = ("prompt", "generation_0", "generation_1", "similar")
 
 
@@ -32,7 +34,7 @@ def load_pairs(path: str | Path) -> list[PairRow]:
     """Read a JSONL file of labelled pairs; errors name the file and the 1-based line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no pairs file at {path}")
+        raise MissingPathError(f"no pairs file at {path}")
     rows: list[PairRow] = []
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -41,15 +43,15 @@ def load_pairs(path: str | Path) -> list[PairRow]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: bad JSON: {err}") from err
+                raise BadFileError(f"{path}:{line_no}: bad JSON: {err}") from err
             if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object")
+                raise BadFileError(f"{path}:{line_no}: expected a JSON object")
             missing = [f for f in REQUIRED_FIELDS if f not in record]
             if missing:
-                raise ValueError(f"{path}:{line_no}: missing field(s) {missing}")
+                raise BadFileError(f"{path}:{line_no}: missing field(s) {missing}")
             label = record["similar"]
             if label not in (0, 1) or isinstance(label, float):
-                raise ValueError(f"{path}:{line_no}: `similar` must be 0 or 1, got {label!r}")
+                raise BadFileError(f"{path}:{line_no}: `similar` must be 0 or 1, got {label!r}")
             rows.append(
                 PairRow(
                     prompt=str(record["prompt"]),
@@ -61,7 +63,7 @@ def load_pairs(path: str | Path) -> list[PairRow]:
                 )
             )
     if not rows:
-        raise ValueError(f"{path}: no pairs (empty file)")
+        raise BadFileError(f"{path}: no pairs (empty file)")
     return rows
 
 
@@ -80,7 +82,7 @@ def split_by_prompt(
     same side, so no response of a validation prompt is seen in training.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     train: list[PairRow] = []
     val: list[PairRow] = []
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from darling.errors import ConfigError
 from darling.metrics.novelty import NOVELTYBENCH_REWARD_THRESHOLDS, noveltybench_score
 
 
@@ -25,7 +26,7 @@ class BinnedQuality:
         thresholds: Sequence[float] = NOVELTYBENCH_REWARD_THRESHOLDS,
     ):
         if list(thresholds) != sorted(thresholds):
-            raise ValueError(f"quality.thresholds={list(thresholds)} must be increasing")
+            raise ConfigError(f"quality.thresholds={list(thresholds)} must be increasing")
         self.quality, self.thresholds = quality, list(thresholds)
 
     def __call__(

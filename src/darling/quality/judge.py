@@ -4,21 +4,28 @@ The API key is read from the environment variable named by ``api_key_env`` at ca
 never stored in the config, logged or written to disk, and never sent to another host: a
 redirect to a different scheme, host or port drops the ``Authorization`` header. A call that
 still fails after ``retries`` attempts, or whose reply holds no score, yields ``None`` for that
-row (reported and excluded), never a score of 0.
+row (reported and excluded), never a score of 0. The first failure of each kind (an HTTP
+status, a connection error, a timeout, an unusable reply) is logged with its cause, and every
+failed attempt is counted (``failure_summary``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from darling.errors import ConfigError
 
 DEFAULT_TEMPLATE = (
     "Rate the quality of the assistant's response to the user's request on a scale from 1 "
@@ -26,6 +33,8 @@ DEFAULT_TEMPLATE = (
     "[User request]\n{prompt}\n\n[Assistant response]\n{completion}\n\n"
     "Reply with a single integer from 1 to 10 and nothing else."
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -83,10 +92,34 @@ class JudgeQuality:
         max_tokens: int = 8,
     ):
         if "{prompt}" not in template or "{completion}" not in template:
-            raise ValueError("quality.template must contain {prompt} and {completion}")
+            raise ConfigError("quality.template must contain {prompt} and {completion}")
         self.base_url, self.model, self.template = base_url.rstrip("/"), model, template
         self.api_key_env, self.timeout_s, self.retries = api_key_env, timeout_s, retries
         self.backoff_s, self.max_workers, self.max_tokens = backoff_s, max_workers, max_tokens
+        self.failures: Counter[str] = Counter()
+        """Failed attempts by kind (``HTTP 307``, ``connection error``...), over the run."""
+        self._lock = threading.Lock()
+
+    def _failed(self, kind: str, detail: str) -> None:
+        """Count a failed attempt; log the first one of each kind (the rest are counted only)."""
+        with self._lock:
+            self.failures[kind] += 1
+            first = self.failures[kind] == 1
+        if first:
+            log.warning("judge %s: %s (%s); further failures of this kind are counted, not "
+                        "logged", self.base_url, kind, detail)
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable: the lock is rebuilt
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def failure_summary(self) -> str:
+        """``"48 x HTTP 307, 2 x connection error"``: the failed attempts so far ("" if none)."""
+        with self._lock:
+            return ", ".join(f"{n} x {kind}" for kind, n in self.failures.most_common())
 
     def __call__(
         self, prompts: Sequence[str], completions: Sequence[str], rows: Sequence[Any], **kwargs
@@ -123,9 +156,18 @@ class JudgeQuality:
                 parsed = parse(reply or "")
                 if parsed is not None:
                     return parsed
-            except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError,
-                    TypeError, json.JSONDecodeError):
-                pass
+                self._failed("unusable reply", f"no score in {(reply or '')[:80]!r}")
+            except urllib.error.HTTPError as err:
+                location = err.headers.get("Location") if err.headers else None
+                self._failed(f"HTTP {err.code}", (
+                    f"redirect to {location} not followed: set quality.base_url to the final "
+                    "address" if location and 300 <= err.code < 400 else str(err.reason)))
+            except urllib.error.URLError as err:
+                self._failed("connection error", str(err.reason))
+            except (TimeoutError, OSError) as err:
+                self._failed(type(err).__name__, str(err) or f"after {self.timeout_s} s")
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as err:
+                self._failed("malformed response", f"{type(err).__name__}: {err}")
             if attempt + 1 < self.retries:
                 time.sleep(self.backoff_s * 2**attempt)
         return None

@@ -7,9 +7,12 @@ Reward-model scores are signed (Athene-RM-8B's median raw score is about -2.2), 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from darling.errors import MissingPathError, is_hub_name
 
 
 class RewardModelQuality:
@@ -33,6 +36,11 @@ class RewardModelQuality:
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if not Path(path).exists() and not is_hub_name(path):
+            raise MissingPathError(
+                f"quality.path={path!r}: no reward model there (a local folder of a "
+                "sequence-classification model, or a hub name org/model with hub access)"
+            )
         self.path, self.batch_size, self.max_length = path, batch_size, max_length
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

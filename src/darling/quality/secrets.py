@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from darling.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -53,7 +55,7 @@ def check_api_key_env(quality_cfg: Any, hydra_dir: str | Path | None = None) -> 
     if looks_like_secret(value):
         scrubbed = scrub(value, hydra_dir if hydra_dir is not None else _hydra_dir())
         where = f" (removed from {', '.join(map(str, scrubbed))})" if scrubbed else ""
-        raise ValueError(
+        raise ConfigError(
             "quality.api_key_env must be the NAME of an environment variable that holds the key "
             "(e.g. quality.api_key_env=OPENAI_API_KEY, then export OPENAI_API_KEY=...), not the "
             f"key itself: keys must never be written to configs{where}. Revoke the key if this "
@@ -64,6 +66,17 @@ def check_api_key_env(quality_cfg: Any, hydra_dir: str | Path | None = None) -> 
             "quality.api_key_env=%s but the environment variable %s is not set: judge requests "
             "go out without an Authorization header (fine for a local server, rejected by a "
             "hosted API); export %s=<key> or set quality.api_key_env=null", value, value, value
+        )
+
+
+def refuse_literal_key(key: str, value: str) -> None:
+    """Refuse ``<key>=<value>`` from the command line when ``value`` looks like an API key, before
+    Hydra logs or saves the override (``darling.errors.check_command_line``)."""
+    if value and value != "null" and looks_like_secret(value):
+        raise ConfigError(
+            f"{key} must be the NAME of an environment variable that holds the key (e.g. "
+            f"{key}=OPENAI_API_KEY, then export OPENAI_API_KEY=...), not the key itself; nothing "
+            "was written. Revoke the key if this command line was logged or shared."
         )
 
 

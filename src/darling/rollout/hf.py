@@ -26,6 +26,7 @@ from collections.abc import Hashable, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from darling.errors import ConfigError
 from darling.logprobs import cache_argument, prompt_cache
 from darling.models.loading import transformers_model
 from darling.rollout.base import (
@@ -43,7 +44,7 @@ class HFRollout(RolloutEngine):
     def __init__(self, sampling: SamplingSpec, max_batch_sequences: int = 64):
         super().__init__(sampling)
         if max_batch_sequences < 1:
-            raise ValueError(f"rollout.max_batch_sequences={max_batch_sequences}: must be >= 1")
+            raise ConfigError(f"rollout.max_batch_sequences={max_batch_sequences}: must be >= 1")
         self.max_batch_sequences = max_batch_sequences
 
     @torch.no_grad()

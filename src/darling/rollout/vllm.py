@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from darling.errors import ConfigError
 from darling.models.loading import DTYPES, transformers_model
 from darling.models.merged import merged_weights
 from darling.rollout.base import (
@@ -112,9 +113,9 @@ class VLLMRollout(RolloutEngine):
     ):
         super().__init__(sampling)
         if dtype not in DTYPES:
-            raise ValueError(f"rollout.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
+            raise ConfigError(f"rollout.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
         if sleep_level not in (1, 2):
-            raise ValueError(f"rollout.sleep_level={sleep_level}: choose 1 (offload the weights "
+            raise ConfigError(f"rollout.sleep_level={sleep_level}: choose 1 (offload the weights "
                              "to CPU memory) or 2 (discard them)")
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_sleep_mode = enable_sleep_mode

@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from darling.errors import BadFileError, ConfigError, MissingPathError, NotAFileError
+
 KINDS = ("answers", "ground_truth", "open")
 ROLES = ("system", "user", "assistant", "tool")
 """Chat roles a prompt's messages may have (the policy's chat template renders them)."""
@@ -86,7 +88,7 @@ def row_field(row: Any, name: str) -> Any:
     """``name`` of a prompt row (a ``PromptRow`` or a plain dict); a clear error if absent."""
     value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
     if value is None:
-        raise ValueError(f"prompt row {row!r} has no {name!r}, which this function needs")
+        raise ConfigError(f"prompt row {row!r} has no {name!r}, which this function needs")
     return value
 
 
@@ -99,7 +101,7 @@ def row_aliases(row: Any) -> dict[str, str] | None:
 def builtin_path(split: str) -> Path:
     """Path of the built-in open-ended verifiable task, split ``"train"`` or ``"heldout"``."""
     if split not in SPLITS:
-        raise ValueError(f"unknown built-in split {split!r}: choose one of {SPLITS}")
+        raise ConfigError(f"unknown built-in split {split!r}: choose one of {SPLITS}")
     return DATA_DIR / f"builtin_{split}.jsonl"
 
 
@@ -120,7 +122,7 @@ def resolve_builtin(path: str | Path) -> str | Path:
         return path
     name = str(path)[len(BUILTIN_PREFIX):]
     if name not in BUILTIN_SETS:
-        raise ValueError(f"{path}: no such built-in prompt set; choose one of "
+        raise ConfigError(f"{path}: no such built-in prompt set; choose one of "
                          f"{[BUILTIN_PREFIX + n for n in BUILTIN_SETS]}")
     return DATA_DIR / BUILTIN_SETS[name]
 
@@ -132,7 +134,8 @@ def load_prompts(path: str | Path, template: str | None = None) -> list[PromptRo
     ``template``: a string containing ``{prompt}``, into which each row's prompt text is put
     (for message rows, the last user message's), e.g. a math answer-format instruction.
 
-    Raises ``ValueError`` (naming the path and line) for a missing or empty file, bad JSON, a
+    Raises ``FileNotFoundError`` for a missing file, ``IsADirectoryError`` for a folder, and
+    ``ValueError`` (naming the path and line) for an empty file, bad JSON, a
     row that is not an object, a missing or empty ``prompt``, bad chat messages, ``answers``
     that is not a non-empty list of non-empty strings, bad ``aliases``, an empty
     ``ground_truth``, a row with both ``answers`` and ``ground_truth``, duplicate ids, and a file
@@ -140,20 +143,23 @@ def load_prompts(path: str | Path, template: str | None = None) -> list[PromptRo
     package (``ImportError`` saying so otherwise).
     """
     if template is not None and "{prompt}" not in template:
-        raise ValueError(f"data.prompt_template={template!r} must contain {{prompt}}")
+        raise ConfigError(f"data.prompt_template={template!r} must contain {{prompt}}")
     path = resolve_builtin(path)
     if str(path).startswith(HUB_PREFIX):
         name, unit, raw = str(path), "row", _hub_records(str(path))
     else:
         name = path = Path(path)
+        if path.is_dir():
+            raise NotAFileError(f"{path}: is a directory, not a prompt file (pass a .jsonl, "
+                                ".json or .parquet file)")
         if not path.is_file():
-            raise ValueError(f"{path}: prompt file not found")
+            raise MissingPathError(f"{path}: prompt file not found")
         unit = {".parquet": "row", ".json": "item"}.get(path.suffix, "line")
         reader = {"row": _parquet_records, "item": _json_records, "line": _jsonl_records}[unit]
         raw = reader(path)
     rows = [_to_row(record, index, f"{name}: {unit} {index + 1}") for index, record in raw]
     if not rows:
-        raise ValueError(f"{name}: prompt file is empty")
+        raise BadFileError(f"{name}: prompt file is empty")
     _check_one_kind(rows, raw, name, unit)
     _check_unique_ids(rows, raw, name, unit)
     return rows if template is None else [apply_template(row, template) for row in rows]
@@ -182,7 +188,7 @@ def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(
+                raise BadFileError(
                     f"{path}: line {index + 1}: not UTF-8 (byte {raw[error.start]:#04x} at "
                     f"column {error.start + 1}); save the file as UTF-8"
                 ) from None
@@ -191,7 +197,7 @@ def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
             try:
                 records.append((index, json.loads(line)))
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: line {index + 1}: bad JSON ({error.msg})") from error
+                raise BadFileError(f"{path}: line {index + 1}: bad JSON ({error.msg})") from error
     return records
 
 
@@ -201,17 +207,17 @@ def _json_records(path: Path) -> list[tuple[int, Any]]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as error:
-        raise ValueError(
+        raise BadFileError(
             f"{path}: not UTF-8 (byte offset {error.start}); save the file as UTF-8"
         ) from None
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # several JSON values: JSON lines in a .json file
             return _jsonl_records(path)
-        raise ValueError(
+        raise BadFileError(
             f"{path}: bad JSON at line {error.lineno}, column {error.colno} ({error.msg})"
         ) from error
     if not isinstance(data, list):
-        raise ValueError(
+        raise BadFileError(
             f"{path}: a .json prompt file holds one array of row objects, got a "
             f"{type(data).__name__} (one object per line: name the file .jsonl)"
         )
@@ -222,7 +228,7 @@ def _hub_records(name: str) -> list[tuple[int, Any]]:
     """``hf:<dataset>[:<split>]`` (default split ``train``) through ``datasets.load_dataset``."""
     dataset, _, split = name[len(HUB_PREFIX):].partition(":")
     if not dataset:
-        raise ValueError(f"{name}: name a dataset, hf:<dataset>[:<split>]")
+        raise ConfigError(f"{name}: name a dataset, hf:<dataset>[:<split>]")
     try:
         from datasets import load_dataset
     except ImportError as error:
@@ -253,19 +259,19 @@ def _parquet_records(path: Path) -> list[tuple[int, Any]]:
 
 def _to_row(record: Any, index: int, where: str) -> PromptRow:
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: a row must be a JSON object, got {type(record).__name__}")
+        raise BadFileError(f"{where}: a row must be a JSON object, got {type(record).__name__}")
     record = _canonical(record, where)
     prompt, messages = record.get("prompt"), None
     if isinstance(prompt, list):
         messages = _messages(prompt, where)
         prompt = messages[-1][1]
     elif not isinstance(prompt, str):
-        raise ValueError(
+        raise BadFileError(
             f"{where}: the row has no string 'prompt' field (a string, a list of chat messages "
             "[{'role': 'user', 'content': ...}], or a DeepScaleR 'problem')"
         )
     if not prompt.strip():
-        raise ValueError(f"{where}: 'prompt' is empty")
+        raise BadFileError(f"{where}: 'prompt' is empty")
     category = record.get("category", record.get("data_source"))
     common = {
         "id": str(index if record.get("id") is None else record["id"]),
@@ -274,13 +280,13 @@ def _to_row(record: Any, index: int, where: str) -> PromptRow:
         "messages": messages,
     }
     if "answers" in record and "ground_truth" in record:
-        raise ValueError(f"{where}: a row has 'answers' or 'ground_truth', not both")
+        raise BadFileError(f"{where}: a row has 'answers' or 'ground_truth', not both")
     if "answers" in record:
         answers = _answers(record["answers"], where)
         aliases = _aliases(record.get("aliases", {}), answers, where)
         return PromptRow(kind="answers", answers=answers, aliases=aliases, **common)
     if "aliases" in record:
-        raise ValueError(f"{where}: 'aliases' needs an 'answers' field")
+        raise BadFileError(f"{where}: 'aliases' needs an 'answers' field")
     if "ground_truth" in record:
         return PromptRow(
             kind="ground_truth",
@@ -289,7 +295,7 @@ def _to_row(record: Any, index: int, where: str) -> PromptRow:
             **common,
         )
     if "answer" in record:
-        raise ValueError(
+        raise BadFileError(
             f"{where}: unknown field 'answer': name it 'answers' (a list of accepted answers) "
             "or 'ground_truth' (one math answer)"
         )
@@ -301,11 +307,11 @@ def _canonical(record: dict, where: str) -> dict:
     ``data_source``) in this module's field names; other rows unchanged."""
     if "problem" in record and "prompt" not in record:
         if "answer" not in record:
-            raise ValueError(
+            raise BadFileError(
                 f"{where}: a DeepScaleR row ('problem') needs its 'answer' (the ground truth)"
             )
         if "ground_truth" in record or "answers" in record:
-            raise ValueError(f"{where}: a DeepScaleR row has 'answer', not also "
+            raise BadFileError(f"{where}: a DeepScaleR row has 'answer', not also "
                              "'ground_truth' or 'answers'")
         rest = {k: v for k, v in record.items() if k not in ("problem", "answer")}
         return {**rest, "prompt": record["problem"], "ground_truth": record["answer"],
@@ -313,11 +319,11 @@ def _canonical(record: dict, where: str) -> dict:
     if "reward_model" in record:
         spec = record["reward_model"]
         if not isinstance(spec, dict):
-            raise ValueError(f"{where}: 'reward_model' must be an object (verl: {{'style': ..., "
+            raise BadFileError(f"{where}: 'reward_model' must be an object (verl: {{'style': ..., "
                              f"'ground_truth': ...}}), got {type(spec).__name__}")
         if spec.get("ground_truth") is not None:
             if "ground_truth" in record or "answers" in record:
-                raise ValueError(f"{where}: the row has 'reward_model.ground_truth' and also "
+                raise BadFileError(f"{where}: the row has 'reward_model.ground_truth' and also "
                                  "'ground_truth' or 'answers'; keep one")
             record = {**record, "ground_truth": spec["ground_truth"],
                       _GT_FIELD: "reward_model.ground_truth"}
@@ -327,20 +333,20 @@ def _canonical(record: dict, where: str) -> dict:
 def _messages(value: list, where: str) -> tuple[tuple[str, str], ...]:
     """``(role, content)`` pairs of a chat-message prompt; the last must be the user's."""
     if not value:
-        raise ValueError(f"{where}: 'prompt' is an empty list of chat messages")
+        raise BadFileError(f"{where}: 'prompt' is an empty list of chat messages")
     out = []
     for number, message in enumerate(value, start=1):
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise ValueError(
+            raise BadFileError(
                 f"{where}: prompt message {number} must be an object with a string 'content' "
                 f"and a 'role', got {message!r:.80}"
             )
         if message.get("role") not in ROLES:
-            raise ValueError(f"{where}: prompt message {number} has role "
+            raise BadFileError(f"{where}: prompt message {number} has role "
                              f"{message.get('role')!r}; use one of {list(ROLES)}")
         out.append((message["role"], message["content"]))
     if out[-1][0] != "user":
-        raise ValueError(f"{where}: the last prompt message is the {out[-1][0]}'s; a prompt "
+        raise BadFileError(f"{where}: the last prompt message is the {out[-1][0]}'s; a prompt "
                          "ends with the user message the policy answers")
     return tuple(out)
 
@@ -351,7 +357,7 @@ def _answers(value: Any, where: str) -> tuple[str, ...]:
         or not value
         or not all(isinstance(a, str) and a.strip() for a in value)
     ):
-        raise ValueError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
+        raise BadFileError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
     return tuple(value)
 
 
@@ -359,20 +365,20 @@ def _aliases(value: Any, answers: tuple[str, ...], where: str) -> tuple[tuple[st
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise ValueError(f"{where}: 'aliases' must map strings (alias) to strings (canonical)")
+        raise BadFileError(f"{where}: 'aliases' must map strings (alias) to strings (canonical)")
     unknown = sorted({s for pair in value.items() for s in pair} - set(answers))
     if unknown:
-        raise ValueError(f"{where}: 'aliases' names strings not in 'answers': {unknown}")
+        raise BadFileError(f"{where}: 'aliases' names strings not in 'answers': {unknown}")
     return tuple(value.items())
 
 
 def _ground_truth(value: Any, where: str, name: str = "ground_truth") -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{where}: {name!r} must be a string or a number, got "
+        raise BadFileError(f"{where}: {name!r} must be a string or a number, got "
                          f"{type(value).__name__}")
     text = str(value)
     if not text.strip():
-        raise ValueError(f"{where}: {name!r} is empty")
+        raise BadFileError(f"{where}: {name!r} is empty")
     return text
 
 
@@ -399,14 +405,14 @@ def _check_one_kind(rows: list[PromptRow], raw: list[tuple[int, Any]], path: Any
         lines_by_kind.setdefault(row.kind, []).append(index + 1)
     if len(lines_by_kind) > 1:
         parts = [f"'{kind}' at {unit}s {_some(lines)}" for kind, lines in lines_by_kind.items()]
-        raise ValueError(f"{path}: rows mix kinds ({'; '.join(parts)}); one file holds one kind")
+        raise BadFileError(f"{path}: rows mix kinds ({'; '.join(parts)}); one file holds one kind")
 
 
 def _check_unique_ids(rows: list[PromptRow], raw: list[tuple[int, Any]], path: Any, unit: str):
     first_line: dict[str, int] = {}
     for row, (index, _) in zip(rows, raw, strict=True):
         if row.id in first_line:
-            raise ValueError(
+            raise BadFileError(
                 f"{path}: {unit} {index + 1}: id {row.id!r} repeats {unit} {first_line[row.id]}"
             )
         first_line[row.id] = index + 1

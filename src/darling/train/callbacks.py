@@ -29,6 +29,8 @@ class SavePolicy(L.Callback):
         self.directory = Path(directory)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if hasattr(pl_module, "check_scored"):
+            pl_module.check_scored()  # no policy from a run whose quality never scored a row
         policy = pl_module.policy
         base = transformers_model(policy)
         tied = bool(getattr(base.config, "tie_word_embeddings", False))
@@ -98,6 +100,34 @@ class StepMetrics(L.Callback):
             return
         for logger in trainer.loggers:
             logger.log_metrics(self.last, step=step)
+        if trainer.is_global_zero:
+            log.info("step %d/%d: %s", step + 1, _rollout_steps(trainer), step_story(self.last))
+
+
+STORY = (("reward", "reward/mean", ".3f"), ("quality", "reward/quality_mean", ".3f"),
+         ("classes/group", "diversity/classes_per_group", ".2f"),
+         ("quality failed", "reward/failed", ".0f"), ("loss", "loss/total", ".4f"))
+"""What a step's line in train.log shows: label, metric key, format."""
+
+
+def step_story(metrics: dict[str, float]) -> str:
+    """One step as a line of train.log: its rewards and loss, then the seconds per phase.
+
+    >>> step_story({"reward/mean": 0.5, "time/generate": 1.25, "reward/failed": 0.0})
+    'reward 0.500, quality failed 0; generate 1.2 s'
+    """
+    parts = [f"{label} {metrics[key]:{spec}}" for label, key, spec in STORY if key in metrics]
+    times = [f"{key.split('/', 1)[1]} {value:.1f} s" for key, value in metrics.items()
+             if key.startswith("time/")]
+    return ", ".join(parts) + ("; " + ", ".join(times) if times else "")
+
+
+def _rollout_steps(trainer: L.Trainer) -> int:
+    """The run's rollout steps: ``max_steps`` counts optimiser steps."""
+    module = trainer.lightning_module
+    spec = getattr(module, "optim_spec", None)
+    per_step = int(spec.ppo_epochs) * int(spec.mini_batches) if spec is not None else 1
+    return max(1, trainer.max_steps // max(per_step, 1))
 
 
 class CheckpointOnSigterm(L.Callback):
@@ -124,7 +154,7 @@ class CheckpointOnSigterm(L.Callback):
             return  # ModelCheckpoint saves last.ckpt at this step
         if trainer.received_sigterm:
             log.warning("SIGTERM: saving %s before exiting", self.checkpoint_path)
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state
 
 
 def _is_final_step(trainer: L.Trainer) -> bool:
@@ -195,3 +225,34 @@ class RolloutTable(L.Callback):
         for logger in loggers:
             logger.log_table(ROLLOUT_TABLE_KEY, columns=list(ROLLOUT_TABLE_COLUMNS),
                              data=self.rows, step=step)
+
+
+def step_progress_bar() -> L.Callback:
+    """Lightning's progress bar (Rich when installed, else tqdm) counting the run's steps:
+    ``steps 12/30`` from the first step, resumed or not, instead of an epoch count of a run
+    without epochs (``Epoch 0/-2``) and batches of this ``fit`` only (``12/4`` after a resume)."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    base = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
+
+    class StepProgressBar(base):
+        @property
+        def total_train_batches(self) -> int:
+            return self.trainer.max_steps
+
+        def _get_train_description(self, current_epoch: int) -> str:  # Rich
+            return "steps"
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            super().on_train_epoch_start(trainer, pl_module)
+            if base is TQDMProgressBar:
+                self.train_progress_bar.set_description("steps")
+                self.train_progress_bar.n = trainer.global_step
+            elif self.train_progress_bar_id is not None:
+                self._update(self.train_progress_bar_id, trainer.global_step)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, trainer.global_step - 1)
+
+    return StepProgressBar()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from darling.errors import UnwritableError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            if not _out_of_space(err, path.parent):
+                raise
+            raise UnwritableError(
+                f"no space left on the device of {path.parent} while writing {path.name}: free "
+                f"space, then resume with ckpt_path=last (the previous checkpoint is intact)"
+            ) from err
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
@@ -57,6 +68,23 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
         path.unlink()
         log.warning("removed %s, a partial checkpoint left by an interrupted save", path)
     return stale
+
+
+def _out_of_space(err: BaseException, directory: Path) -> bool:
+    """Whether a failed write ran out of disk space: ``ENOSPC``, or torch's zip writer's
+    ``[enforce fail at inline_container.cc]`` (which hides the errno) on a nearly full device."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "enforce fail" in str(err) or "file write failed" in str(err):
+        try:
+            return shutil.disk_usage(directory).free < MIN_FREE_BYTES
+        except OSError:
+            return False
+    return False
+
+
+MIN_FREE_BYTES = 64 * 1024**2
+"""Below this much free space, a failed checkpoint write is reported as a full disk."""
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.losses import DEFAULT_CLIP, DEFAULT_DUAL_CLIP
@@ -160,6 +160,9 @@ class TrainConfig:
     ckpt_path: str | None = None
     """None: fresh run (refused if the run dir has checkpoints); last: resume the run dir's last
     checkpoint; auto: resume it if it exists, else start fresh; or a path to a checkpoint file."""
+    resume_any_config: bool = False
+    """Resume ``ckpt_path`` even when the checkpoint was trained under other settings (another
+    seed, reward, model...); without it such a resume is refused, naming the settings."""
     max_failed_steps: int = 3
     """Stop when the quality function failed (None) on every rollout this many steps in a row
     (an unreachable judge); 0 never stops."""
@@ -171,6 +174,49 @@ class TrainConfig:
     Div, reward, advantage); 0: never."""
 
 
+SWAPPED_GROUPS = ("classifier", "quality", "diversity", "rollout")
+"""Groups whose choice on the command line goes into ``run_name`` (``-classifier_answer_set``):
+the reward, weight, seed and model are in it already, so every swap the README's Usage shows
+gets its own run directory."""
+
+
+def swapped_groups(*, _root_: Any = None) -> str:
+    """``-<group>_<choice>`` for each of ``SWAPPED_GROUPS`` chosen on the command line (Hydra's
+    task overrides), in that order; ``""`` outside a Hydra app (``compose`` in tests) and for a
+    choice made by a config file (``reward=darling_answer`` brings ``classifier=answer_set`` and
+    keeps its old name). The ``run_name`` resolver ``${darling_swaps:}``.
+
+    >>> swapped_groups()
+    ''
+    """
+    overrides = _task_overrides(_root_)
+    chosen = {}
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        key = key.lstrip("+~")
+        if sep and key in SWAPPED_GROUPS and value and "," not in value:
+            chosen[key] = value.replace("/", "_")
+    return "".join(f"-{group}_{chosen[group]}" for group in SWAPPED_GROUPS if group in chosen)
+
+
+def _task_overrides(root: Any) -> list[str]:
+    """The command line's overrides: from the config's own ``hydra`` node while Hydra composes,
+    else from the running Hydra job, else none."""
+    node = None
+    if root is not None and "hydra" in root:
+        node = OmegaConf.select(root, "hydra.overrides.task", throw_on_resolution_failure=False)
+    if node is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return []
+        node = HydraConfig.get().overrides.task
+    return list(node or [])
+
+
 def register_configs() -> None:
-    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list."""
+    """Register the schema so ``conf/config.yaml`` can name it first in its defaults list, and
+    the ``darling_swaps`` resolver of ``run_name``."""
     ConfigStore.instance().store(name="darling_schema", node=TrainConfig)
+    if not OmegaConf.has_resolver("darling_swaps"):
+        OmegaConf.register_new_resolver("darling_swaps", swapped_groups)

@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from darling.errors import BadFileError, ConfigError
 from darling.rollout.base import Rollouts
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
@@ -26,9 +27,9 @@ class PromptSchedule:
 
     def __init__(self, rows: Sequence[PromptRow], prompts_per_step: int, seed: int):
         if not rows:
-            raise ValueError("the prompt file holds no prompts")
+            raise BadFileError("the prompt file holds no prompts")
         if prompts_per_step < 1:
-            raise ValueError(f"data.prompts_per_step must be >= 1, got {prompts_per_step}")
+            raise ConfigError(f"data.prompts_per_step must be >= 1, got {prompts_per_step}")
         self.rows, self.prompts_per_step, self.seed = list(rows), prompts_per_step, seed
         self._perms: dict[int, np.ndarray] = {}
 
@@ -104,7 +105,7 @@ def check_prompt_lengths(
         shown = too_long[:_MAX_SHOWN]
         hidden = len(too_long) - len(shown)
         more = f"\n  ... and {hidden} more" if hidden else ""
-        raise ValueError(
+        raise BadFileError(
             f"{source}: {len(too_long)} prompt(s) longer than data.max_prompt_tokens={max_tokens}:"
             "\n  " + "\n  ".join(shown) + more + "\nShorten or drop them, or raise "
             "data.max_prompt_tokens if the model's context and memory allow it"

@@ -26,6 +26,7 @@ from torch.distributed.tensor import DTensor
 
 from darling.advantages import group_advantages
 from darling.diversity import class_metrics
+from darling.errors import NoQualitySignal
 from darling.logprobs import response_logprobs
 from darling.losses import (
     k3_kl,
@@ -65,6 +66,7 @@ class DarlingModule(L.LightningModule):
         optim: Any,
         temperature: float = 1.0,
         max_failed_steps: int = 3,
+        run_meaning: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -76,6 +78,8 @@ class DarlingModule(L.LightningModule):
         """The sampling temperature: log-probs are taken under the distribution sampled."""
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
+        self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
+        self.run_meaning = run_meaning  # the settings a resume must keep (run.run_meaning)
         # A tuple keeps the frozen reference out of the module tree: it is not trained, not
         # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
         self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
@@ -127,14 +131,36 @@ class DarlingModule(L.LightningModule):
             total = torch.tensor(float(scored_rows), device=self.device)
             scored_rows = int(self.trainer.strategy.reduce(total, reduce_op="sum").item())
         self._failed_streak = 0 if scored_rows else self._failed_streak + 1
+        self.steps_run += 1
+        self.rows_scored += scored_rows
         if self.max_failed_steps and self._failed_streak >= self.max_failed_steps:
-            name = getattr(self.quality_fn, "__name__", type(self.quality_fn).__name__)
-            raise RuntimeError(
-                f"quality function {name!r} failed (returned None) on every rollout for "
-                f"{self._failed_streak} steps in a row: is the judge reachable and its API key "
-                "set? Stopping instead of training on no signal (max_failed_steps="
-                f"{self.max_failed_steps}; 0 never stops)"
+            raise NoQualitySignal(
+                f"{self._quality_failure()} on every rollout for {self._failed_streak} steps in "
+                "a row: is the judge reachable and its API key set? Stopping instead of training "
+                f"on no signal (max_failed_steps={self.max_failed_steps}; 0 never stops)"
             )
+
+    @property
+    def never_scored(self) -> bool:
+        """Every rollout of every step this process ran failed quality (``max_failed_steps`` > 0
+        only): a run shorter than ``max_failed_steps`` steps must not end as "trained"."""
+        return bool(self.max_failed_steps) and self.steps_run > 0 and self.rows_scored == 0
+
+    def check_scored(self) -> None:
+        """Raise ``NoQualitySignal`` if ``never_scored`` (``SavePolicy`` asks before writing)."""
+        if self.never_scored:
+            raise NoQualitySignal(
+                f"{self._quality_failure()} on every rollout of all {self.steps_run} step(s): "
+                "nothing was learned, so no policy was written. Is the judge reachable and its "
+                "API key set? (The checkpoint is kept; fix the judge and resume with "
+                "ckpt_path=last)"
+            )
+
+    def _quality_failure(self) -> str:
+        name = getattr(self.quality_fn, "__name__", type(self.quality_fn).__name__)
+        summary = getattr(self.quality_fn, "failure_summary", lambda: "")()
+        causes = f"; {summary}" if summary else ""
+        return f"quality function {name!r} failed (returned None{causes})"
 
     def _partition(self, scored: ScoredBatch) -> None:
         scored.labels, scored.metrics["pairs"] = partition_rollouts(
@@ -320,14 +346,16 @@ class DarlingModule(L.LightningModule):
 
     # -- checkpoint state beyond Lightning's own ----------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the data position; leave out frozen weights (a LoRA policy's base), which are
-        rebuilt from the model spec on resume like the reference model, and keep their fingerprint
-        so that a resume on other base weights fails instead of silently training another model.
-        Under sharding the checkpoint keeps every weight (its loader expects them all)."""
+        """Add the data position and the run's settings; leave out frozen weights (a LoRA
+        policy's base), which are rebuilt from the model spec on resume like the reference model,
+        and keep their fingerprint so that a resume on other base weights fails instead of
+        silently training another model. Under sharding the checkpoint keeps every weight (its
+        loader expects them all)."""
         frozen = frozen_state(self.policy)
         checkpoint["darling"] = {
             "rollout_step": self.rollout_step,
             "frozen_fingerprint": self._frozen_fingerprint(),
+            "config": self.run_meaning,  # checked before a resume (run.check_checkpoint_config)
         }
         if not isinstance(self.trainer.strategy, ModelParallelStrategy):
             for name in frozen:
@@ -434,7 +462,7 @@ def _step_metrics(
             **class_metrics(scored.labels, scored.group_ids),
             **scored.metrics["pairs"],
             **scored.metrics["diversity"],
-            "score_mean": float(np.mean(scored.diversity)),
+            "score_mean": _mean(scored.diversity),
         }),
         **_prefixed("advantage", scored.metrics["advantage"]),
         **_prefixed("loss", loss),
@@ -445,6 +473,11 @@ def _step_metrics(
         "rollout/step": float(scored.step + 1),
         **_prefixed("rollout", logp),
     }
+
+
+def _mean(values: Any) -> float:
+    """Mean, NaN for no values (a step whose every quality failed), without numpy's warning."""
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def _micro_batches(rows: np.ndarray, size: int) -> list[np.ndarray]:

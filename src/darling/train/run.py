@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,18 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from darling.errors import (
+    BadFileError,
+    ConfigError,
+    ForgetFailedStart,
+    MissingPathError,
+    NotAFileError,
+    NotAFolderError,
+    RunExistsError,
+    UnwritableError,
+    write_problem,
+)
+from darling.eval.config import run_dir_of
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
@@ -31,11 +42,13 @@ from darling.train.callbacks import (
     RolloutTable,
     SavePolicy,
     StepMetrics,
+    step_progress_bar,
 )
 from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger, uses_wandb
 from darling.train.module import DarlingModule
+from darling.train.quiet import silence_known_noise
 from darling.train.rollouts import RolloutCallback
 
 log = logging.getLogger(__name__)
@@ -56,9 +69,9 @@ def validate(cfg: DictConfig) -> None:
     """Check the composed config before anything heavy happens; messages say what to change."""
     r, ro, o, t, d = cfg.reward, cfg.rollout, cfg.optim, cfg.trainer, cfg.data
     check_api_key_env(cfg.quality)
-    missing = _missing_value_errors(cfg) + _paper_preset_errors(cfg)
+    missing = missing_value_errors(cfg) + _paper_preset_errors(cfg)
     if missing:
-        raise ValueError("invalid config:\n  " + "\n  ".join(missing + scale_errors(cfg)))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(missing + scale_errors(cfg)))
     per_process, batch_error = prompts_per_process(d, _process_count(t))
     checks = [
         (0.0 <= r.diversity_weight <= 1.0,
@@ -67,7 +80,10 @@ def validate(cfg: DictConfig) -> None:
          f"reward.diversity_floor={r.diversity_floor}: must be in [0, 1] "
          f"(spec default {DEFAULT_DIVERSITY_FLOOR})"),
         (ro.engine in ENGINES, f"rollout.engine={ro.engine!r}: choose one of {sorted(ENGINES)}"),
-        (ro.n_per_prompt >= 1, f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 1"),
+        (ro.n_per_prompt >= 2,
+         f"rollout.n_per_prompt={ro.n_per_prompt}: must be >= 2 (the advantage is a rollout's "
+         "reward minus its group's mean, so a group of one has advantage 0 and nothing is "
+         "learned; use 4 or more)"),
         (ro.sleep_level in (1, 2), f"rollout.sleep_level={ro.sleep_level}: choose 1 (offload "
          "vLLM's weights to CPU memory while it sleeps) or 2 (discard them)"),
         (ro.temperature > 0, f"rollout.temperature={ro.temperature}: must be > 0"),
@@ -108,10 +124,7 @@ def validate(cfg: DictConfig) -> None:
     errors = [message for ok, message in checks if not ok] + scale_errors(cfg)
     errors += [e for e in (_partial_error(r, k) for k in ("fusion", "quality_transform")) if e]
     if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-    if ro.n_per_prompt == 1:
-        log.warning("rollout.n_per_prompt=1: every group has one rollout, so every advantage is 0 "
-                    "and nothing is learned; use 4 or more")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     needed = []
     if ro.engine == "vllm":
         require_module("vllm")
@@ -138,26 +151,32 @@ def check_vllm(rollout: DictConfig) -> None:
 
     error = version_error()
     if error:
-        raise ValueError(error)
+        raise ConfigError(error)
     if rollout.enable_sleep_mode and not sleep_mode_available():
-        raise ValueError(sleep_mode_error())
+        raise ConfigError(sleep_mode_error())
 
 
-def _missing_value_errors(cfg: DictConfig) -> list[str]:
-    """Required fields left at ``???``: a classifier's (``classifier=saved`` needs its directory,
-    ``classifier=darling_modernbert`` the folder of the weights) or a quality function's
-    (``quality=reward_model`` needs the reward model)."""
+def missing_value_errors(cfg: DictConfig) -> list[str]:
+    """A group config with a required field left at ``???`` (``classifier=saved`` needs its
+    directory, ``quality=reward_model`` its path, ``quality=judge`` its base_url and model)."""
     errors = []
-    for group in ("classifier", "quality"):
+    for group in MANDATORY_GROUPS:
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
             continue
+        # missing_keys names keys from the root of the node's config (classifier.directory)
+        keys = sorted(k if k.startswith(f"{group}.") else f"{group}.{k}"
+                      for k in OmegaConf.missing_keys(node))
         errors += [
-            f"{group}.{key} is required by {node.get('_target_', f'the {group} config')}: "
-            f"pass {group}.{key}=<value> (see the comment in its conf/{group}/*.yaml)"
-            for key in sorted(OmegaConf.missing_keys(node))
+            f"{key} is required by {node.get('_target_', f'the {group} config')}: pass "
+            f"{key}=<value> (see the comment in its conf/{group}/*.yaml)"
+            for key in keys
         ]
     return errors
+
+
+MANDATORY_GROUPS = ("classifier", "quality", "diversity")
+"""Groups whose configs may leave a field for the user to fill (``???``)."""
 
 
 def _paper_preset_errors(cfg: DictConfig) -> list[str]:
@@ -275,7 +294,7 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
         return resolve_checkpoint("last" if last.exists() else None, run_dir)
     if ckpt_path is None:
         if last.exists():
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{run_dir} already holds a run ({last}). Pass ckpt_path=last (or auto) to resume "
                 "it, or run_name=<new name> to start another"
             )
@@ -283,16 +302,16 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     path = last if ckpt_path == "last" else Path(ckpt_path)
     if path.is_dir():
         if not is_sharded_checkpoint(path):
-            raise ValueError(
+            raise BadFileError(
                 f"checkpoint directory {path} has no {METADATA_FILE}: it is not a complete "
                 f"sharded checkpoint; resume from another one in {path.parent} with "
                 "ckpt_path=<dir>"
             )
         return str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
+        raise MissingPathError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(
+        raise BadFileError(
             f"checkpoint {path} is corrupt or truncated (not a torch zip archive); resume from "
             f"an earlier file in {path.parent} with ckpt_path=<file>"
         )
@@ -337,19 +356,24 @@ def check_writable(run_dir: Path) -> None:
     the wrong kind (a file where a folder goes, or the reverse)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-"):
-            pass
     except OSError as err:
-        raise OSError(f"run directory {run_dir} is not writable: {err}") from err
+        raise UnwritableError(f"run directory {run_dir} is not writable: {err}") from err
+    problem = write_problem(run_dir)
+    if problem is not None:
+        raise UnwritableError(f"run directory {run_dir} is not writable: {problem}")
     for name in RUN_DIR_FOLDERS:
         if (run_dir / name).exists() and not (run_dir / name).is_dir():
-            raise NotADirectoryError(
+            raise NotAFolderError(
                 f"{run_dir / name} is a file, but training writes a folder there: move or "
                 "delete it, or pick another run_name"
             )
+        problem = write_problem(run_dir / name) if (run_dir / name).is_dir() else None
+        if problem is not None:  # found before training, not when the first checkpoint is due
+            raise UnwritableError(f"{run_dir / name} is not writable: {problem}; make it "
+                                  "writable or pick another run_name")
     for name in RUN_DIR_FILES:
         if (run_dir / name).is_dir():
-            raise IsADirectoryError(
+            raise NotAFileError(
                 f"{run_dir / name} is a folder, but training writes a file there: move or "
                 "delete it, or pick another run_name"
             )
@@ -396,6 +420,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     its last step, so that ``train.py && evaluate.py`` never evaluates an unfinished run.
     """
     run_dir = Path(run_dir)
+    silence_known_noise()
     validate(cfg)
     if cfg.data.get("global_prompts_per_step") is not None:
         with open_dict(cfg):  # recorded in config.yaml as what each process samples
@@ -404,7 +429,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     check_writable(run_dir)
     ckpt = resolve_checkpoint(cfg.ckpt_path, run_dir)
     if ckpt is not None:
-        check_resume_config(cfg, run_dir)
+        if not cfg.resume_any_config:
+            check_resume_config(cfg, run_dir)
+        check_checkpoint_config(ckpt, cfg)
+    log.info("run %s in %s: model %s, reward %s (diversity weight %s), seed %s, %d steps%s",
+             cfg.run_name, run_dir, cfg.model.name, cfg.reward.name, cfg.reward.diversity_weight,
+             cfg.seed, cfg.trainer.max_steps, f", resuming {ckpt}" if ckpt else "")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     checkpoints = run_dir / "checkpoints"
@@ -428,6 +458,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         optim=cfg.optim,
         temperature=cfg.rollout.temperature,
         max_failed_steps=cfg.max_failed_steps,
+        run_meaning=run_meaning(cfg),
     )
     rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
     strategy = _strategy(cfg.trainer.strategy)
@@ -468,11 +499,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             ),
             CheckpointOnSigterm(checkpoints / "last.ckpt", every_n),
             save_policy,
+            *([step_progress_bar()] if cfg.trainer.enable_progress_bar else []),
         ],
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     interrupted = False
+    ForgetFailedStart.work_began()  # an error from here on keeps the run directory as it is
     try:
         # weights_only: a checkpoint is loaded as tensors and plain values, never arbitrary pickles
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
@@ -484,6 +517,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         # runs no step at all: write the final policy either way
         save_policy.on_train_end(trainer, module)
     close_logger(trainer.logger)
+    if finished and step_metrics.steps_run:
+        log.info("done: %d steps; checkpoint %s, metrics %s, policy %s", trainer.global_step,
+                 checkpoints / "last.ckpt", run_dir / "metrics.csv", run_dir / "policy")
     if interrupted and not finished:
         log.warning("stopped by SIGTERM at step %d of %d; resume with ckpt_path=last",
                     trainer.global_step, cfg.trainer.max_steps)
@@ -502,9 +538,90 @@ class Preempted(SystemExit):
 RESUMABLE_KEYS = (
     "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
-    "rollout_table_every_n_steps", "max_failed_steps",
+    "rollout_table_every_n_steps", "max_failed_steps", "resume_any_config",
 )
 """Settings a resume may change: how long and how visibly the run goes, never what it trains."""
+
+
+def run_meaning(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that make a run what it is: every resolved config key but
+    ``RESUMABLE_KEYS``, flattened (``reward.diversity_weight``). Saved in each checkpoint."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in flat.items() if not _resumable(k)}
+
+
+def _resumable(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [
+        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key, _MISSING) != current.get(key, _MISSING) and not _resumable(key)
+        # a setting added to the schema after the run started, left at its null default
+        and not (key not in saved and current.get(key) is None)
+    ]
+
+
+def check_checkpoint_config(ckpt: str, cfg: DictConfig) -> None:
+    """Refuse to resume a checkpoint that is not a darling training checkpoint, or that was
+    trained under other settings than ``cfg`` (``run_meaning``), unless
+    ``resume_any_config=true``: ``ckpt_path=runs/<a grpo run>/checkpoints/last.ckpt`` in a darling
+    run would otherwise continue another run's policy, optimiser and step count silently.
+
+    A checkpoint written before checkpoints held their settings is compared with the
+    ``config.yaml`` of its own run directory instead; with neither, it is accepted with a
+    warning (nothing to compare)."""
+    path = Path(ckpt)
+    state = _checkpoint_state(path)
+    darling = state.get("darling")
+    if not isinstance(darling, dict) or "rollout_step" not in darling:
+        raise BadFileError(
+            f"ckpt_path={ckpt}: not a darling training checkpoint (no darling state); pass a "
+            "checkpoint written by train.py (runs/<name>/checkpoints/*.ckpt)"
+        )
+    if cfg.get("resume_any_config", False):
+        return
+    saved = darling.get("config")
+    source = "the checkpoint"
+    if saved is None:
+        run_config = run_dir_of(path) / "config.yaml"
+        if not run_config.is_file():
+            log.warning("%s holds no record of its settings (written before checkpoints did) and "
+                        "has no config.yaml beside it: resuming it unchecked", ckpt)
+            return
+        saved = _flatten(OmegaConf.to_container(OmegaConf.load(run_config), resolve=True))
+        source = str(run_config)
+    differing = _differences(saved, run_meaning(cfg))
+    if differing:
+        raise ConfigError(
+            f"ckpt_path={ckpt} was trained under other settings; these differ from {source}:\n  "
+            + "\n  ".join(differing) + "\nResume it with its own settings, start a fresh run "
+            "without ckpt_path, or pass resume_any_config=true to continue it under these"
+        )
+
+
+def _checkpoint_state(path: Path) -> dict[str, Any]:
+    """The non-weight state of a checkpoint file (memory-mapped, weights untouched) or of a
+    sharded checkpoint's ``meta.pt``; a file that is no Lightning checkpoint is refused."""
+    import pickle
+
+    file = path / METADATA_FILE if path.is_dir() else path
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True,
+                           mmap=not path.is_dir())
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise BadFileError(
+            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}); resume from "
+            f"an earlier file in {path.parent} with ckpt_path=<file>"
+        ) from None
+    if not isinstance(state, dict) or "pytorch-lightning_version" not in state:
+        raise BadFileError(
+            f"ckpt_path={path}: not a Lightning training checkpoint (no pytorch-lightning_version);"
+            " pass a checkpoint written by train.py (runs/<name>/checkpoints/*.ckpt)"
+        )
+    return state
 
 
 def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -516,17 +633,9 @@ def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
     if not saved_path.is_file():
         return
     saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
-    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    differing = [
-        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key, _MISSING) != current.get(key, _MISSING)
-        and not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
-        # a setting added to the schema after the run started, left at its null default
-        and not (key not in saved and current.get(key) is None)
-    ]
+    differing = _differences(saved, run_meaning(cfg))
     if differing:
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {run_dir} under another config; these settings differ from its "
             "config.yaml:\n  " + "\n  ".join(differing) + "\nUse the run's own settings to "
             f"resume it, or a new run_name for a new run (a resume may change only "

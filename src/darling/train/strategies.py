@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
+from darling.errors import ConfigError
 from darling.models.loading import DTYPES, transformers_model
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def fsdp2(
     """The ``trainer.strategy`` of ``trainer=fsdp`` (see ``ShardingSpec`` for the fields)."""
     for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
         if value is not None and value not in DTYPES:
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.strategy.{name}={value!r}: choose one of {sorted(DTYPES)} or null"
             )
     return FSDP2Strategy(ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward))
