@@ -335,5 +335,5 @@ def test_evaluations_at_two_temperatures_get_two_dirs_and_are_not_pooled(tmp_pat
     assert compose_eval(*EVAL_TINY).eval.out_dir == "evals/tiny-base-k4-seed0"
     _metrics_file(tmp_path / "hot", "grpo", 0, 0.3)
     _metrics_file(tmp_path / "cool", "grpo", 1, 0.4, temperature=0.6, top_p=0.95)
-    with pytest.raises(ValueError, match=r"different prompts, k or sampling"):
+    with pytest.raises(ValueError, match=r"differ in rollout.temperature \(0.6: 1 evaluation"):
         compare([tmp_path], tmp_path / "comparison")
