@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import tempfile
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
 from darling.train.rollouts import RolloutCallback
+from darling.train.strategies import FSDP2Strategy
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +405,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     remove_stale_temporaries(checkpoints)
 
     datamodule = PromptDataModule(cfg.data, cfg.seed)
-    policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
+    strategy = _strategy(cfg.trainer.strategy)
+    # trainer=fsdp: every rank builds the structure only; rank 0 loads the weights once, in
+    # DarlingModule.configure_model, and the shards are filled from that read
+    sharded = isinstance(strategy, FSDP2Strategy)
+    policy, tokenizer = load_policy(cfg.model, seed=cfg.seed, on_meta=sharded)
     check_prompt_lengths(datamodule.train_rows, tokenizer, cfg.data.max_prompt_tokens,
                          cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
     if disable_dropout(policy):
@@ -420,9 +426,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         optim=cfg.optim,
         temperature=cfg.rollout.temperature,
         max_failed_steps=cfg.max_failed_steps,
+        policy_weights=partial(load_policy_weights, cfg.model, cfg.seed) if sharded else None,
     )
     rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
-    strategy = _strategy(cfg.trainer.strategy)
     every_n = cfg.trainer.checkpoint_every_n_steps
     step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
     save_policy = SavePolicy(run_dir / "policy")
@@ -479,6 +485,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                     trainer.global_step, cfg.trainer.max_steps)
         raise Preempted(SIGTERM_EXIT_CODE)
     return step_metrics.last
+
+
+def load_policy_weights(spec: DictConfig, seed: int) -> torch.nn.Module:
+    """The policy with its weights (``load_policy``'s model, dropout off, as training uses it)."""
+    policy = load_policy(spec, seed=seed)[0]
+    disable_dropout(policy)
+    return policy
 
 
 SIGTERM_EXIT_CODE = 143

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from darling.models.loading import DTYPES, transformers_model
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass(frozen=True)
 class ShardingSpec:
@@ -99,7 +98,8 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     ``_no_split_modules`` (the decoder layer of Llama, Qwen2, Qwen3, ...), in model order."""
     base = transformers_model(model)
     names = set(getattr(base, "_no_split_modules", None) or ())
-    layers = [m for m in base.modules() if type(m).__name__ in names]
+    # after fully_shard a layer's class is FSDP<name>, a subclass of the original
+    layers = [m for m in base.modules() if names & {c.__name__ for c in type(m).__mro__}]
     if not layers:
         raise ValueError(
             f"{type(base).__name__} names no decoder layer class in _no_split_modules "
@@ -131,6 +131,94 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
     # collective all-gather); it looks for this flag, which its own FSDP2 helper sets.
     for m in {model, root}:
         m._is_fsdp_managed_module = True
+
+
+def is_on_meta(model: torch.nn.Module) -> bool:
+    """Whether any parameter of ``model`` is on the meta device (a structure to be filled)."""
+    return any(_local(p).is_meta for p in model.parameters())
+
+
+@torch.no_grad()
+def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tensor]) -> None:
+    """Fill sharded models built on the meta device from rank 0's full weights, one FSDP unit at
+    a time: load once, shard everywhere.
+
+    ``models`` are policies that ``shard_model`` sharded (the same architecture: the policy and
+    its reference share one read of the weights); ``source`` is, on rank 0, the full state dict
+    of the model's transformers root (``transformers_model(m).state_dict()`` of a loaded model,
+    LoRA adapters included), and ``{}`` on every other rank. Every rank must call this (each
+    unit is a collective). For each decoder layer, then for the rest of the root (embeddings,
+    final norm, head), rank 0 pops that unit's tensors and
+    ``torch.distributed.checkpoint.state_dict.set_model_state_dict`` with
+    ``full_state_dict=True, broadcast_from_rank0=True`` broadcasts them one by one; each rank
+    keeps only its slice of each. Only the unit being filled is materialised, so a rank holds its
+    shards plus one full tensor in flight, and rank 0 additionally what is left of ``source``;
+    the unit is then cast back to the dtype the sharded model had (the float32 master weights).
+    Tied weights stay one parameter. A weight that ``source`` lacks, or one it has that the
+    model lacks, is an error on every rank before anything is sent.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
+    roots = [transformers_model(m) for m in models]
+    dtype = next(roots[0].parameters()).dtype
+    expected = set(roots[0].state_dict())
+    problems = [None]
+    if dist.get_rank() == 0:
+        missing, unexpected = sorted(expected - set(source)), sorted(set(source) - expected)
+        problems = [(missing, unexpected) if missing or unexpected else None]
+    dist.broadcast_object_list(problems, src=0)
+    if problems[0] is not None:
+        missing, unexpected = problems[0]
+        raise ValueError(
+            f"the loaded weights do not fit the model built from its config: missing "
+            f"{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
+        )
+    units = [_layer_prefixes(root) for root in roots]
+    for position in range(len(units[0])):
+        prefix = units[0][position][0]
+        part = {k.removeprefix(prefix): source.pop(k) for k in sorted(source)
+                if k.startswith(prefix)}
+        for unit in units:
+            layer = unit[position][1]
+            set_model_state_dict(layer, dict(part), options=options)
+            layer.to(dtype)
+        del part
+    rest = dict(source)
+    source.clear()
+    for root in roots:
+        aliases = _aliases(root)
+        set_model_state_dict(root, dict(rest), options=options)
+        for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
+            owner, _, attr = alias.rpartition(".")
+            setattr(root.get_submodule(owner), attr, root.get_parameter(name))
+        root.to(dtype)
+        left = [n for n, p in root.named_parameters() if _local(p).is_meta]
+        if left:
+            raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
+
+
+def _layer_prefixes(root: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """``(state-dict prefix, module)`` of each decoder layer of ``root``, in model order."""
+    names = {id(m): name for name, m in root.named_modules()}
+    return [(names[id(layer)] + ".", layer) for layer in decoder_layers(root)]
+
+
+def _aliases(root: torch.nn.Module) -> list[tuple[str, str]]:
+    """``(alias, name)`` for every parameter registered under a second name (a tied head)."""
+    first: dict[int, str] = {}
+    aliases = []
+    for name, p in root.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            aliases.append((name, first[id(p)]))
+        else:
+            first[id(p)] = name
+    return aliases
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 def _sibling(path: Path, tag: str) -> Path:
