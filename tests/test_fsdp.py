@@ -180,6 +180,55 @@ def test_policy_and_sharded_checkpoint_load_and_evaluate(runs):
                    (run / "eval-ckpt" / "generations.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
+def test_policy_written_in_shards_loads_in_transformers_and_evaluate(runs, tmp_path):
+    """The same run as ``runs/sharded`` with 1 MB shards: the embedding (49152 x 64 x 4 B =
+    12.6 MB) gets a file of its own, the other 0.2 MB (layers, final norm) the second; every
+    weight is in the index, and both loaders read the same weights."""
+    from transformers import AutoModelForCausalLM
+
+    from darling.eval.run import evaluate
+    from darling.models.safetensors_shards import INDEX_FILE
+    from tests.test_evaluation import EVAL_TINY, compose_eval
+
+    run = tmp_path / "pieces"
+    _train(run, *FSDP, "save.max_shard_gb=0.001")
+    policy_dir = run / "policy"
+    index = json.loads((policy_dir / INDEX_FILE).read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) == 2 and not (policy_dir / "model.safetensors").exists()
+    assert all((policy_dir / f).is_file() for f in files)
+    assert json.loads((policy_dir / "config.json").read_text())["dtype"] == "float32"
+    whole = load_file(runs / "sharded" / "policy" / "model.safetensors")
+    pieces = {}
+    for f in files:
+        pieces.update(load_file(policy_dir / f))
+    assert pieces.keys() == whole.keys() == set(index["weight_map"])
+    for name in whole:
+        assert torch.equal(pieces[name], whole[name]), name
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, whole["model.embed_tokens.weight" if name == "lm_head.weight"
+                                        else name]), name
+    evaluate(compose_eval(*EVAL_TINY, f"ckpt={run}"), tmp_path / "eval-pieces")
+    evaluate(compose_eval(*EVAL_TINY, f"ckpt={runs / 'sharded'}"), tmp_path / "eval-whole")
+    responses = [[json.loads(line)["response"] for line in
+                  (tmp_path / d / "generations.jsonl").read_text().splitlines()]
+                 for d in ("eval-pieces", "eval-whole")]
+    assert responses[0] == responses[1] and len(responses[0]) > 0
+
+
+@pytest.mark.slow
+def test_policy_is_written_in_the_model_dtype_or_float32_on_request(tmp_path):
+    """model.dtype=bfloat16 trains on float32 master weights and writes bfloat16 by default."""
+    _train(tmp_path / "bf16", *FSDP, "model.dtype=bfloat16", "trainer.max_steps=1")
+    config = json.loads((tmp_path / "bf16" / "policy" / "config.json").read_text())
+    weights = load_file(tmp_path / "bf16" / "policy" / "model.safetensors")
+    assert config["dtype"] == "bfloat16"
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+
+
 # -- one stand-in vLLM engine per rank ------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("lora", [[], ["model.lora.enabled=true", "model.lora.r=4"]],

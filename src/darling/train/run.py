@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
-from darling.models.loading import load_policy, transformers_model
+from darling.models.loading import DTYPES, load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
@@ -96,6 +96,9 @@ def validate(cfg: DictConfig) -> None:
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
         (0 <= cfg.seed <= MAX_RUN_SEED,
          f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
+        (cfg.save.dtype is None or cfg.save.dtype in DTYPES,
+         f"save.dtype={cfg.save.dtype!r}: choose one of {sorted(DTYPES)} or null (the model's)"),
+        (cfg.save.max_shard_gb > 0, f"save.max_shard_gb={cfg.save.max_shard_gb}: must be > 0"),
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
@@ -431,7 +434,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
     every_n = cfg.trainer.checkpoint_every_n_steps
     step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
-    save_policy = SavePolicy(run_dir / "policy")
+    save_policy = SavePolicy(run_dir / "policy", dtype=cfg.save.dtype or cfg.model.dtype,
+                             max_shard_gb=cfg.save.max_shard_gb)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -505,7 +509,7 @@ class Preempted(SystemExit):
 RESUMABLE_KEYS = (
     "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
-    "max_failed_steps",
+    "max_failed_steps", "save",
 )
 """Settings a resume may change: how long and how visibly the run goes, never what it trains."""
 
