@@ -31,6 +31,7 @@ from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_tempora
 from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger
 from darling.train.module import DarlingModule
+from darling.train.plan import plan_run
 from darling.train.rollouts import RolloutCallback
 from darling.train.strategies import FSDP2Strategy
 
@@ -412,7 +413,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     # trainer=fsdp: every rank builds the structure only; rank 0 loads the weights once, in
     # DarlingModule.configure_model, and the shards are filled from that read
     sharded = isinstance(strategy, FSDP2Strategy)
-    policy, tokenizer = load_policy(cfg.model, seed=cfg.seed, on_meta=sharded)
+    skeleton = load_policy(cfg.model, seed=cfg.seed, on_meta=True) if sharded else None
+    classifier = instantiate(cfg.classifier)
+    plan_run(cfg, strategy, _process_count(cfg.trainer), skeleton and skeleton[0], classifier)
+    policy, tokenizer = skeleton or load_policy(cfg.model, seed=cfg.seed)
     check_prompt_lengths(datamodule.train_rows, tokenizer, cfg.data.max_prompt_tokens,
                          cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
     if disable_dropout(policy):
@@ -422,7 +426,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
-        classifier=instantiate(cfg.classifier),
+        classifier=classifier,
         quality_fn=instantiate(cfg.quality),
         diversity_fn=instantiate(cfg.diversity),
         reward=build_reward(cfg.reward),

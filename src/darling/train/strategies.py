@@ -43,6 +43,10 @@ class ShardingSpec:
     reshard_after_forward: bool = True
     """Free the gathered weights after each layer's forward (ZeRO-3); False keeps them until the
     backward (ZeRO-2: more memory, one all-gather less per layer)."""
+    cpu_offload: bool = False
+    """FSDP2's ``CPUOffloadPolicy``: the sharded master weights, gradients and AdamW state live
+    in (pinned) host memory, the optimiser steps on the CPU; each unit is copied to the device
+    when it is gathered. The knob the memory plan names when the training state does not fit."""
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -83,6 +87,7 @@ def fsdp2(
     param_dtype: str | None = "bfloat16",
     reduce_dtype: str | None = "float32",
     reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
 ) -> FSDP2Strategy:
     """The ``trainer.strategy`` of ``trainer=fsdp`` (see ``ShardingSpec`` for the fields)."""
     for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
@@ -90,7 +95,9 @@ def fsdp2(
             raise ValueError(
                 f"trainer.strategy.{name}={value!r}: choose one of {sorted(DTYPES)} or null"
             )
-    return FSDP2Strategy(ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward))
+    return FSDP2Strategy(
+        ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward, cpu_offload)
+    )
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -123,6 +130,10 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
         reduce_dtype=DTYPES[spec.reduce_dtype] if spec.reduce_dtype else None,
     )
     options = {"mesh": mesh, "mp_policy": policy}
+    if spec.cpu_offload:
+        from torch.distributed.fsdp import CPUOffloadPolicy
+
+        options["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
     for layer in decoder_layers(model):
         fully_shard(layer, reshard_after_forward=spec.reshard_after_forward, **options)
     fully_shard(root, reshard_after_forward=spec.reshard_after_forward, **options)
