@@ -113,6 +113,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     result["save_peak"] = _rss()[1]
     result["save_seconds"] = time.perf_counter() - start
     Path(args.result_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -176,7 +177,7 @@ def plan_estimate(args: argparse.Namespace, params_dtype_bytes: int) -> dict:
     state = 4 * shape.params // args.ranks
     return {
         "load_rank0": plan.peak("load"),
-        "load_other": state + plan.phases["load"]["one unit in flight"],
+        "load_other": state + shape.largest_unit * params_dtype_bytes,
         "save_rank0_above_state": plan.phases["save"]["one shard of the policy"]
         + plan.phases["save"]["one gathered weight (fp32) and its cast"],
         "params": shape.params,

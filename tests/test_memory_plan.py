@@ -21,10 +21,10 @@ def test_sharded_training_state_is_16_bytes_per_parameter_over_the_ranks():
     assert update["KL reference (fp32)"] == 0
     # two gathered root units (embedding + head, 1.05e9 parameters) in bf16: 2 x 1.05e9 x 2 B
     assert update["gathered units"] == 4 * 1_050_673_152
-    # load, rank 0: max(8.03e9 x 2 B read, 8.03e9 x 4 B / 8 shards) = 16.06e9 B, plus one unit
-    # in flight in bf16 and float32: 1.05e9 x 6 B
+    # load, rank 0: max(8.03e9 x 2 B read, 8.03e9 x 4 B / 8 shards) = 16.06e9 B, plus its
+    # bf16 slice of the largest unit: 1,050,673,152 x 2 B / 8 = 262,668,288 B
     assert plan.phases["load"] == {"rank 0's read of the weights": 16_060_000_000,
-                                   "one unit in flight": 6 * 1_050_673_152}
+                                   "slices of the unit being filled": 262_668_288}
     assert plan.device_bytes is None and plan.over == [] and plan.advice == []
 
 

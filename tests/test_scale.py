@@ -29,6 +29,12 @@ def _init(rank: int, world: int, port: int):
     return init_device_mesh("cpu", (world,))
 
 
+def _close():
+    """Leave together: a rank that tears gloo down while the other still sends aborts."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _load_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_reference: bool):
     """One rank: build on meta, shard, fill from rank 0, compare with the single-process load."""
     import copy
@@ -63,7 +69,7 @@ def _load_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_re
             trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
             assert trainable and all("lora_" in n for n in trainable)
     finally:
-        dist.destroy_process_group()
+        _close()
 
 
 @pytest.mark.slow
@@ -138,3 +144,27 @@ def test_writer_gives_a_large_tensor_its_own_shard_and_one_shard_a_single_file(t
     one.add("w", torch.eye(3))
     assert one.close() == ["model.safetensors"]
     assert torch.equal(load_file(tmp_path / "one" / "model.safetensors")["w"], torch.eye(3))
+
+
+def _gather_to_rank0(rank: int, world: int, port: int):
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from darling.models.merged import full_on_rank0
+
+    mesh = _init(rank, world, port)
+    try:
+        # 5 rows over 2 ranks: torch.chunk gives 3 + 2; 1 row: 1 + 0
+        for shape in [(5, 3), (1, 4), (6,)]:
+            whole = torch.arange(float(torch.Size(shape).numel())).reshape(shape)
+            sharded = distribute_tensor(whole, mesh, [Shard(0)])
+            got = full_on_rank0(sharded)
+            if rank == 0:
+                assert torch.equal(got, whole), shape
+            else:
+                assert got is None
+    finally:
+        _close()
+
+
+def test_sharded_weights_are_gathered_whole_on_rank0_only():
+    mp.spawn(_gather_to_rank0, args=(2, _free_port()), nprocs=2)

@@ -3,10 +3,11 @@
 A pure function of the model's shape and the settings (no torch, no I/O): ``train`` logs the
 plan at start and names the knob to turn when a phase exceeds the device. Four phases:
 
-- **load** (``trainer=fsdp``): rank 0 holds what is left of its one read of the weights (in the
-  load dtype) while the float32 shards fill unit by unit; the peak is
-  ``max(P * load_bytes, 4 P / N) + one unit``. The other ranks hold their shards plus one
-  unit's full tensors in flight.
+- **load** (``trainer=fsdp``, rank 0): what is left of rank 0's one read of the weights (in the
+  load dtype) while the float32 shards fill unit by unit (the read shrinks as the shards grow),
+  ``max(P * load_bytes, 4 P / N)``, plus the slices of the unit being filled before its read is
+  freed, ``unit * load_bytes / N``. The other ranks hold at most their shards plus one unit's
+  full tensors in flight, ``4 P / N + unit * load_bytes``.
 - **rollout**: the sharded training state, the awake vLLM engine (``gpu_memory_utilization`` of
   the device: its weights plus KV cache), the reward model and the classifier.
 - **update**: the training state, two gathered units in the compute dtype (the one computing and
@@ -149,7 +150,8 @@ def memory_plan(shape: ModelShape, s: PlanSettings) -> MemoryPlan:
         "load": {
             "rank 0's read of the weights": max(shape.params * s.load_bytes, shards)
             if s.sharded else shape.params * s.load_bytes,
-            "one unit in flight": shape.largest_unit * (s.load_bytes + 4) if s.sharded else 0,
+            "slices of the unit being filled": shape.largest_unit * s.load_bytes // n
+            if s.sharded else 0,
         },
         "rollout": {
             **state,

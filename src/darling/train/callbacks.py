@@ -11,7 +11,7 @@ import lightning as L
 import torch
 
 from darling.models.loading import DTYPES, transformers_model
-from darling.models.merged import merged_weights
+from darling.models.merged import full_on_rank0, merged_weights
 from darling.models.safetensors_shards import DEFAULT_MAX_SHARD_GB, ShardedSafetensorsWriter
 
 log = logging.getLogger(__name__)
@@ -21,8 +21,9 @@ class SavePolicy(L.Callback):
     """At the end of training, write the policy (LoRA merged) and tokenizer as safetensors to
     ``<run dir>/policy`` so ``evaluate.py``, ``transformers`` and vLLM load it directly.
 
-    Every rank takes part: under sharding each weight is all-gathered in turn
-    (``darling.models.merged.merged_weights``); rank 0 casts it to ``dtype`` and adds it to the
+    Every rank takes part: under sharding each weight is gathered in turn onto rank 0 only
+    (``darling.models.merged.merged_weights`` with ``full_on_rank0``); rank 0 casts it to
+    ``dtype`` and adds it to the
     shard being filled, which is written and freed as soon as the next weight would take it past
     ``max_shard_gb`` (``ShardedSafetensorsWriter``). So rank 0 holds at most one shard plus one
     gathered weight, never the whole model. Several shards come with Hugging Face's
@@ -47,7 +48,7 @@ class SavePolicy(L.Callback):
             _remove(partial)
             partial.mkdir(parents=True)
             writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
-        for name, tensor in merged_weights(policy):
+        for name, tensor in merged_weights(policy, gather=full_on_rank0):
             if writer is not None and not (tied and name == "lm_head.weight"):
                 dtype = self.dtype or tensor.dtype
                 writer.add(name, tensor.detach().to("cpu", dtype, copy=True).contiguous())

@@ -11,6 +11,9 @@ Why not ``precision=bf16-true``: with lr 1e-6 most AdamW updates ``lr * m / sqrt
 half a bf16 ulp of the weight (2^-8 relative) and round to zero, and Adam's moments would be bf16
 too. Lightning's precision stays ``32-true``; the policy here does the casting.
 
+Loading: every rank builds the policy on the meta device and shards it; ``fill_shards`` fills
+the shards from rank 0's one read of the weights, one unit at a time (docs/training.md, "Scale").
+
 Activation checkpointing is ``model.gradient_checkpointing`` (transformers' own, non-reentrant),
 applied once; no wrapper is added here, so parameter names stay the transformers names that
 checkpoints, ``SavePolicy`` and vLLM's ``load_weights`` use.
@@ -158,8 +161,8 @@ def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tenso
     its reference share one read of the weights); ``source`` is, on rank 0, the full state dict
     of the model's transformers root (``transformers_model(m).state_dict()`` of a loaded model,
     LoRA adapters included), and ``{}`` on every other rank. Every rank must call this (each
-    unit is a collective). For each decoder layer, then for the rest of the root (embeddings,
-    final norm, head), rank 0 pops that unit's tensors and
+    unit is a collective). For the root's own weights (embeddings, final norm, head), then for
+    each decoder layer, rank 0 pops that unit's tensors and
     ``torch.distributed.checkpoint.state_dict.set_model_state_dict`` with
     ``full_state_dict=True, broadcast_from_rank0=True`` broadcasts them one by one; each rank
     keeps only its slice of each. Only the unit being filled is materialised, so a rank holds its
@@ -187,24 +190,28 @@ def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tenso
             f"{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
         )
     units = [_layer_prefixes(root) for root in roots]
-    for position in range(len(units[0])):
-        prefix = units[0][position][0]
-        part = {k.removeprefix(prefix): source.pop(k) for k in sorted(source)
-                if k.startswith(prefix)}
-        for unit in units:
-            layer = unit[position][1]
-            set_model_state_dict(layer, dict(part), options=options)
-            layer.to(dtype)
-        del part
-    rest = dict(source)
-    source.clear()
+    prefixes = tuple(prefix for prefix, _ in units[0])
+    # the root's own weights first (embeddings, head, final norm: the largest unit), while no
+    # layer holds memory yet; rank 0's copy of them is freed before they are cast
+    rest = {k: source.pop(k) for k in list(source) if not k.startswith(prefixes)}
     for root in roots:
         aliases = _aliases(root)
         set_model_state_dict(root, dict(rest), options=options)
         for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
             owner, _, attr = alias.rpartition(".")
             setattr(root.get_submodule(owner), attr, root.get_parameter(name))
-        root.to(dtype)
+    del rest
+    for root in roots:
+        root.to(dtype)  # the layers are still on the meta device: nothing else is touched
+    for position, (prefix, _) in enumerate(units[0]):
+        part = {k.removeprefix(prefix): source.pop(k) for k in sorted(source)
+                if k.startswith(prefix)}
+        for unit in units:
+            set_model_state_dict(unit[position][1], dict(part), options=options)
+        del part
+        for unit in units:
+            unit[position][1].to(dtype)
+    for root in roots:
         left = [n for n, p in root.named_parameters() if _local(p).is_meta]
         if left:
             raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
