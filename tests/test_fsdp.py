@@ -117,6 +117,48 @@ def test_lora_with_kl_on_two_sharded_ranks_trains_like_one_process(tmp_path):
     assert float(rows_a[-1]["loss/kl"]) > 0  # the adapters moved away from the reference
 
 
+# -- several nodes --------------------------------------------------------------------------------
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_single_process_nodes_under_torchrun_train_like_one_node_of_two(runs, tmp_path):
+    """``torchrun --nnodes 2 --nproc-per-node 1`` twice on localhost (static rendezvous on
+    127.0.0.1, gloo), ``trainer.num_nodes=2 trainer.devices=1``: Lightning takes the ranks from
+    torchrun's environment and the run equals ``runs/sharded`` (one node, two processes) bit for
+    bit."""
+    run = tmp_path / "nodes"
+    overrides = [o for o in FSDP if o != "trainer.devices=2"]
+    overrides += ["trainer.devices=1", "trainer.num_nodes=2"]
+    port = _free_port()
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+             "--nproc-per-node", "1", "--node-rank", str(node), "--master-addr", "127.0.0.1",
+             "--master-port", str(port), "train.py", *TINY, f"hydra.run.dir={run}", *overrides],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for node in (0, 1)
+    ]
+    for node in nodes:
+        out, _ = node.communicate(timeout=900)
+        assert node.returncode == 0, out[-4000:]
+    a = load_file(runs / "sharded" / "policy" / "model.safetensors")
+    b = load_file(run / "policy" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    keys = ["step", "reward/mean", "loss/total", "loss/grad_norm"]
+    assert [[r[k] for k in keys] for r in metric_rows(runs / "sharded")] == [
+        [r[k] for k in keys] for r in metric_rows(run)]
+    assert _records(run) == _records(runs / "sharded")
+
+
 # -- checkpoints: SIGTERM mid-run, resume, compare -----------------------------------------------
 def sigterm_quality(prompts, completions, rows, **kwargs):
     """``length_quality``; with ``DARLING_TEST_SIGTERM`` set, the call of step 1 sends SIGTERM to
