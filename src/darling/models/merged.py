@@ -18,10 +18,10 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
 
 def full_on_rank0(tensor: torch.Tensor) -> torch.Tensor | None:
     """The whole tensor on the mesh's first rank, None on the others (a collective). A DTensor
-    sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is gathered with
-    ``torch.distributed.gather`` straight into one buffer on that rank, so the other ranks never
-    hold the full tensor and that rank holds it once (``full_tensor`` all-gathers it to every
-    rank, through a padded buffer and its unpadded copy). Other layouts fall back to ``full``.
+    sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is sent rank by rank
+    (``send``/``recv``) straight into one buffer on that rank, so the other ranks never hold the
+    full tensor and that rank holds it once (``full_tensor`` all-gathers it to every rank,
+    through a padded buffer and its unpadded copy). Other layouts fall back to ``full``.
     """
     import torch.distributed as dist
 
@@ -37,12 +37,16 @@ def full_on_rank0(tensor: torch.Tensor) -> torch.Tensor | None:
     local = tensor.to_local()
     if local.shape[0] < chunk:
         local = torch.cat([local, local.new_zeros((chunk - local.shape[0], *local.shape[1:]))])
-    first = dist.get_global_rank(group, 0)
     if mesh.get_local_rank() != 0:
-        dist.gather(local.contiguous(), None, dst=first, group=group)
+        dist.send(local.contiguous(), dst=dist.get_global_rank(group, 0), group=group)
         return None
+    # point-to-point into views of one buffer: gloo's gather would receive into a flat buffer of
+    # its own and copy out of it, holding the full tensor twice
     buffer = local.new_empty((chunk * world, *local.shape[1:]))
-    dist.gather(local.contiguous(), list(buffer.split(chunk)), dst=first, group=group)
+    parts = buffer.split(chunk)
+    parts[0].copy_(local)
+    for r in range(1, world):
+        dist.recv(parts[r], src=dist.get_global_rank(group, r), group=group)
     return buffer[:rows]
 
 
