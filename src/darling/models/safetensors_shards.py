@@ -1,8 +1,7 @@
 """Write a model's weights the way the Hugging Face ecosystem reads a large model: safetensors
 files of at most ``max_shard_bytes`` each with ``model.safetensors.index.json``, or one
 ``model.safetensors`` when everything fits in one shard (``transformers``' ``save_pretrained``
-does the same). Tensors arrive one at a time; only the shard being filled is held in memory, and
-it is written without a serialised copy of itself.
+does the same). Tensors arrive one at a time; only the shard being filled is held in memory.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor],
                       metadata: dict[str, str] | None = None) -> None:
     """One safetensors file: 8-byte little-endian header length, the JSON header (dtype, shape
     and byte offsets of every tensor), then each tensor's bytes in header order. Each tensor is
-    written from its own memory (``safetensors.torch.save_file`` first builds a bytes copy of
-    every tensor, which would double the memory a shard takes)."""
+    written from its own memory, with no serialised copy of the shard."""
     header: dict[str, object] = {"__metadata__": metadata or {"format": "pt"}}
     offset = 0
     for name, t in tensors.items():
