@@ -13,7 +13,10 @@ plan at start and names the knob to turn when a phase exceeds the device. Four p
 - **update**: the training state, two gathered units in the compute dtype (the one computing and
   the one prefetched), activations; vLLM sleeps (sleep mode) and holds nothing.
 - **save** (rank 0): the training state plus one shard of the final policy and one gathered
-  float32 weight.
+  float32 weight with its cast.
+
+On a GPU the load phase and the shard being written are host memory, so only rollout and update
+are checked against the device.
 
 Bytes per parameter: float32 master weights 4, gradients 4, AdamW moments 8 (all sharded over
 the N ranks; ``trainable`` parameters only for gradients and moments), a full-parameter KL
@@ -39,6 +42,8 @@ LOGPROB_CHUNK = 256
 GATHERED_UNITS = 2
 """FSDP2 holds the unit computing and the one it prefetches."""
 PHASES = ("load", "rollout", "update", "save")
+DEVICE_PHASES = ("rollout", "update")
+"""The phases checked against the device (the others are mostly host memory on a GPU)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,12 @@ class MemoryPlan:
 
     @property
     def over(self) -> list[str]:
-        """The phases whose total exceeds the device."""
+        """The device phases (rollout, update) whose total exceeds the device. Load and save are
+        left out: on a GPU, rank 0's read of the weights and the shard being written are host
+        memory."""
         if self.device_bytes is None:
             return []
-        return [p for p in self.phases if self.peak(p) > self.device_bytes]
+        return [p for p in DEVICE_PHASES if self.peak(p) > self.device_bytes]
 
     def table(self) -> str:
         """The plan as text: one line per component, a total per phase, GiB."""
