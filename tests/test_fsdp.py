@@ -117,6 +117,48 @@ def test_lora_with_kl_on_two_sharded_ranks_trains_like_one_process(tmp_path):
     assert float(rows_a[-1]["loss/kl"]) > 0  # the adapters moved away from the reference
 
 
+# -- several nodes --------------------------------------------------------------------------------
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_single_process_nodes_under_torchrun_train_like_one_node_of_two(runs, tmp_path):
+    """``torchrun --nnodes 2 --nproc-per-node 1`` twice on localhost (static rendezvous on
+    127.0.0.1, gloo), ``trainer.num_nodes=2 trainer.devices=1``: Lightning takes the ranks from
+    torchrun's environment and the run equals ``runs/sharded`` (one node, two processes) bit for
+    bit."""
+    run = tmp_path / "nodes"
+    overrides = [o for o in FSDP if o != "trainer.devices=2"]
+    overrides += ["trainer.devices=1", "trainer.num_nodes=2"]
+    port = _free_port()
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+             "--nproc-per-node", "1", "--node-rank", str(node), "--master-addr", "127.0.0.1",
+             "--master-port", str(port), "train.py", *TINY, f"hydra.run.dir={run}", *overrides],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for node in (0, 1)
+    ]
+    for node in nodes:
+        out, _ = node.communicate(timeout=900)
+        assert node.returncode == 0, out[-4000:]
+    a = load_file(runs / "sharded" / "policy" / "model.safetensors")
+    b = load_file(run / "policy" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    keys = ["step", "reward/mean", "loss/total", "loss/grad_norm"]
+    assert [[r[k] for k in keys] for r in metric_rows(runs / "sharded")] == [
+        [r[k] for k in keys] for r in metric_rows(run)]
+    assert _records(run) == _records(runs / "sharded")
+
+
 # -- checkpoints: SIGTERM mid-run, resume, compare -----------------------------------------------
 def sigterm_quality(prompts, completions, rows, **kwargs):
     """``length_quality``; with ``DARLING_TEST_SIGTERM`` set, the call of step 1 sends SIGTERM to
@@ -178,6 +220,55 @@ def test_policy_and_sharded_checkpoint_load_and_evaluate(runs):
            (run / "eval-policy" / "generations.jsonl").read_text().splitlines()]
     assert gen == [json.loads(line)["response"] for line in
                    (run / "eval-ckpt" / "generations.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_policy_written_in_shards_loads_in_transformers_and_evaluate(runs, tmp_path):
+    """The same run as ``runs/sharded`` with 1 MB shards: the embedding (49152 x 64 x 4 B =
+    12.6 MB) gets a file of its own, the other 0.2 MB (layers, final norm) the second; every
+    weight is in the index, and both loaders read the same weights."""
+    from transformers import AutoModelForCausalLM
+
+    from darling.eval.run import evaluate
+    from darling.models.safetensors_shards import INDEX_FILE
+    from tests.test_evaluation import EVAL_TINY, compose_eval
+
+    run = tmp_path / "pieces"
+    _train(run, *FSDP, "save.max_shard_gb=0.001")
+    policy_dir = run / "policy"
+    index = json.loads((policy_dir / INDEX_FILE).read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) == 2 and not (policy_dir / "model.safetensors").exists()
+    assert all((policy_dir / f).is_file() for f in files)
+    assert json.loads((policy_dir / "config.json").read_text())["dtype"] == "float32"
+    whole = load_file(runs / "sharded" / "policy" / "model.safetensors")
+    pieces = {}
+    for f in files:
+        pieces.update(load_file(policy_dir / f))
+    assert pieces.keys() == whole.keys() == set(index["weight_map"])
+    for name in whole:
+        assert torch.equal(pieces[name], whole[name]), name
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, whole["model.embed_tokens.weight" if name == "lm_head.weight"
+                                        else name]), name
+    evaluate(compose_eval(*EVAL_TINY, f"ckpt={run}"), tmp_path / "eval-pieces")
+    evaluate(compose_eval(*EVAL_TINY, f"ckpt={runs / 'sharded'}"), tmp_path / "eval-whole")
+    responses = [[json.loads(line)["response"] for line in
+                  (tmp_path / d / "generations.jsonl").read_text().splitlines()]
+                 for d in ("eval-pieces", "eval-whole")]
+    assert responses[0] == responses[1] and len(responses[0]) > 0
+
+
+@pytest.mark.slow
+def test_policy_is_written_in_the_model_dtype_or_float32_on_request(tmp_path):
+    """model.dtype=bfloat16 trains on float32 master weights and writes bfloat16 by default."""
+    _train(tmp_path / "bf16", *FSDP, "model.dtype=bfloat16", "trainer.max_steps=1")
+    config = json.loads((tmp_path / "bf16" / "policy" / "config.json").read_text())
+    weights = load_file(tmp_path / "bf16" / "policy" / "model.safetensors")
+    assert config["dtype"] == "bfloat16"
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
 
 
 # -- one stand-in vLLM engine per rank ------------------------------------------------------------

@@ -13,7 +13,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import darling.groups, darling.diversity, darling.fusion, darling.advantages, darling.losses
 import darling.rewards, darling.logprobs, darling.partition, darling.metrics, darling.quality
-import darling.partition.unionfind
+import darling.partition.unionfind, darling.memory_plan
 print('ok')
 """
 

@@ -170,3 +170,30 @@ def test_api_key_in_place_of_its_variable_name_is_refused_and_scrubbed(tmp_path)
         assert looks_like_secret(value), value
     check_api_key_env({"api_key_env": None}, hydra)
     check_api_key_env({"api_key_env": "SOME_UNSET_VARIABLE_FOR_TEST"}, hydra)  # a warning only
+
+
+def test_reward_model_offloaded_between_calls_scores_like_the_replicated_one(tmp_path):
+    """placement=offload keeps the model in host memory between calls (on the CPU the move is a
+    no-op; this checks the path and that scores are the same)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from darling.models.smollm2 import smollm2_path
+    from darling.quality import RewardModelQuality
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+        pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    args = (["Name a colour."] * 2, ["Blue.", "A shade of green."], [None, None])
+    replicated = RewardModelQuality(str(tmp_path), dtype="float32", device="cpu")
+    offloaded = RewardModelQuality(str(tmp_path), dtype="float32", device="cpu",
+                                   placement="offload")
+    assert offloaded(*args) == replicated(*args)
+    assert next(offloaded.model.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="quality.placement='sharded'"):
+        RewardModelQuality(str(tmp_path), placement="sharded")

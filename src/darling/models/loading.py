@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,38 +56,85 @@ class ModelSpec:
     qwen3_4b_base: paper_math): training it on the built-in task is refused, naming the preset."""
 
 
-def load_policy(spec: Any, seed: int = 0) -> tuple[torch.nn.Module, Any]:
-    """Return ``(model, tokenizer)`` for ``spec``; the tokenizer pads on the left."""
+def load_policy(spec: Any, seed: int = 0, on_meta: bool = False) -> tuple[torch.nn.Module, Any]:
+    """Return ``(model, tokenizer)`` for ``spec``; the tokenizer pads on the left.
+
+    ``on_meta``: the model's structure only, every parameter on the meta device (no memory, no
+    weights read); buffers computed at build time (rotary frequencies) stay real. Under
+    ``trainer=fsdp`` every rank builds this and ``darling.train.strategies.shard_model`` fills
+    the shards from rank 0's ``load_policy(spec, seed)``. LoRA adapters are initialised from
+    ``seed`` (their own generator state), so every process that loads ``spec`` gets the same ones.
+    """
     if spec.source not in _LOADERS:
         raise ConfigError(
             f"model.source={spec.source!r} is unknown; choose one of {sorted(_LOADERS)}"
         )
     if spec.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={spec.dtype!r} is unknown; choose one of {sorted(DTYPES)}")
-    model, tokenizer = _LOADERS[spec.source](spec, seed)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if spec.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if spec.lora.enabled:
-        model = _wrap_lora(model, spec.lora)
+    with torch.random.fork_rng(), (params_on_meta() if on_meta else contextlib.nullcontext()):
+        torch.manual_seed(seed)
+        model, tokenizer = _LOADERS[spec.source](spec, seed, on_meta)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if spec.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if spec.lora.enabled:
+            model = _wrap_lora(model, spec.lora)
     return model, tokenizer
 
 
-def _load_smollm2(spec: Any, seed: int):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@contextlib.contextmanager
+def params_on_meta() -> Iterator[None]:
+    """Every parameter registered inside the block is put on the meta device (the same meta
+    parameter for a parameter registered twice, so tied weights stay tied); buffers are not
+    touched. accelerate's ``init_empty_weights(include_buffers=False)`` does the same."""
+    register = torch.nn.Module.register_parameter
+    made: dict[int, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
+
+    def register_on_meta(module, name, param):
+        if param is not None and not param.is_meta:
+            if id(param) not in made:  # the original is kept so that its id is not reused
+                meta = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+                made[id(param)] = (param, meta)
+            param = made[id(param)][1]
+        register(module, name, param)
+
+    torch.nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def _load_smollm2(spec: Any, seed: int, on_meta: bool):
+    from transformers import AutoTokenizer
 
     from darling.models.smollm2 import smollm2_path
 
     path = smollm2_path()
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=DTYPES[spec.dtype], use_safetensors=True
-    )
+    model = _from_pretrained(path, DTYPES[spec.dtype], on_meta)
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def _load_tiny(spec: Any, seed: int):
+def _from_pretrained(path: Any, dtype: torch.dtype, on_meta: bool, **kwargs: Any):
+    """The model at ``path``; with ``on_meta`` built from its config (and its generation
+    config, which ``SavePolicy`` writes back) without reading the weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    if not on_meta:
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, **kwargs
+        )
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(path, **kwargs), dtype=dtype, **kwargs
+    )
+    with contextlib.suppress(OSError):  # a checkpoint without generation_config.json
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    return model
+
+
+def _load_tiny(spec: Any, seed: int, on_meta: bool):
     from transformers import AutoTokenizer
 
     from darling.models.smollm2 import smollm2_path
@@ -97,7 +145,7 @@ def _load_tiny(spec: Any, seed: int):
     return model.to(DTYPES[spec.dtype]), tokenizer
 
 
-def _load_qwen2_5_0_5b_shape(spec: Any, seed: int):
+def _load_qwen2_5_0_5b_shape(spec: Any, seed: int, on_meta: bool):
     """Qwen2.5-0.5B's shape, random weights; the tokenizer from ``model.path`` (a directory, e.g.
     the one ``bench/prepare_gpu_check.sh`` exports) or SmolLM2's."""
     from transformers import AutoTokenizer
@@ -106,24 +154,23 @@ def _load_qwen2_5_0_5b_shape(spec: Any, seed: int):
     from darling.models.smollm2 import smollm2_path
 
     tokenizer = AutoTokenizer.from_pretrained(spec.path or smollm2_path())
-    model = build_qwen2_5_0_5b_shape(seed=seed, pad_token_id=tokenizer.pad_token_id)
-    return model.to(DTYPES[spec.dtype]), tokenizer
+    model = build_qwen2_5_0_5b_shape(
+        seed=seed, pad_token_id=tokenizer.pad_token_id, dtype=DTYPES[spec.dtype]
+    )
+    return model, tokenizer
 
 
-def _load_pretrained(spec: Any, seed: int):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_pretrained(spec: Any, seed: int, on_meta: bool):
+    from transformers import AutoTokenizer
 
     if not spec.path:
         raise ConfigError("model.source=pretrained needs model.path (a hub name or a local dir)")
     kwargs = {"trust_remote_code": bool(spec.trust_remote_code)}
     tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(
-        spec.path, dtype=DTYPES[spec.dtype], use_safetensors=True, **kwargs
-    )
-    return model, tokenizer
+    return _from_pretrained(spec.path, DTYPES[spec.dtype], on_meta, **kwargs), tokenizer
 
 
-_LOADERS: dict[str, Callable[[Any, int], tuple[torch.nn.Module, Any]]] = {
+_LOADERS: dict[str, Callable[[Any, int, bool], tuple[torch.nn.Module, Any]]] = {
     "smollm2": _load_smollm2,
     "tiny": _load_tiny,
     "pretrained": _load_pretrained,

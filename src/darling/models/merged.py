@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Shard
+
+Gather = Callable[[torch.Tensor], torch.Tensor | None]
 
 
 def full(tensor: torch.Tensor) -> torch.Tensor:
@@ -14,8 +16,44 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
+def full_on_rank0(tensor: torch.Tensor) -> torch.Tensor | None:
+    """The whole tensor on the mesh's first rank, None on the others (a collective). A DTensor
+    sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is sent rank by rank
+    (``send``/``recv``) straight into one buffer on that rank, so the other ranks never hold the
+    full tensor and that rank holds it once (``full_tensor`` all-gathers it to every rank,
+    through a padded buffer and its unpadded copy). Other layouts fall back to ``full``.
+    """
+    import torch.distributed as dist
+
+    if not isinstance(tensor, DTensor):
+        return tensor
+    mesh = tensor.device_mesh
+    if mesh.ndim != 1 or tensor.placements != (Shard(0),):
+        whole = tensor.full_tensor()
+        return whole if mesh.get_local_rank() == 0 else None
+    group, world = mesh.get_group(), mesh.size()
+    rows = tensor.shape[0]
+    chunk = -(-rows // world)  # torch.chunk's rows per rank; the last ranks may hold fewer
+    local = tensor.to_local()
+    if local.shape[0] < chunk:
+        local = torch.cat([local, local.new_zeros((chunk - local.shape[0], *local.shape[1:]))])
+    if mesh.get_local_rank() != 0:
+        dist.send(local.contiguous(), dst=dist.get_global_rank(group, 0), group=group)
+        return None
+    # point-to-point into views of one buffer: gloo's gather would receive into a flat buffer of
+    # its own and copy out of it, holding the full tensor twice
+    buffer = local.new_empty((chunk * world, *local.shape[1:]))
+    parts = buffer.split(chunk)
+    parts[0].copy_(local)
+    for r in range(1, world):
+        dist.recv(parts[r], src=dist.get_global_rank(group, r), group=group)
+    return buffer[:rows]
+
+
 @torch.no_grad()
-def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+def merged_weights(
+    model: torch.nn.Module, gather: Gather = full
+) -> Iterator[tuple[str, torch.Tensor | None]]:
     """Yield ``(name, tensor)`` for every weight of ``model`` under its plain transformers name,
     whole (sharded weights gathered one at a time, so at most one full tensor is in flight), with
     each active LoRA adapter folded in out of place: ``W' = W + (alpha / r) * B @ A``.
@@ -24,11 +62,12 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
     in bfloat16 that round trip does not restore ``W`` exactly, so calling it after every step would
     drift the frozen base weights, which are also the KL reference. Here the base is only read, and
     one delta at a time is materialised. A model without adapters yields its ``state_dict``.
-    Under sharding every rank must consume the whole iterator.
+    Under sharding every rank must consume the whole iterator. ``gather`` makes a sharded tensor
+    whole (``full``: on every rank; ``full_on_rank0``: on rank 0, None elsewhere).
     """
     if not hasattr(model, "get_base_model"):
         for name, tensor in model.state_dict().items():
-            yield name, full(tensor)
+            yield name, gather(tensor)
         return
     base = model.get_base_model()
     lora_layers = {
@@ -40,20 +79,25 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
         if "lora_" in name:
             continue
         name = name.replace(".base_layer", "")
-        tensor = full(tensor)
+        tensor = gather(tensor)
         layer = lora_layers.get(name)
         if layer is not None and not layer.disable_adapters and not layer.merged:
             for adapter in layer.active_adapters:
                 if adapter in layer.lora_A:
-                    tensor = tensor + _delta(layer, adapter).to(tensor.dtype)
+                    delta = _delta(layer, adapter, gather)
+                    if tensor is not None:
+                        tensor = tensor + delta.to(tensor.dtype)
         yield name, tensor
 
 
-def _delta(layer: torch.nn.Module, adapter: str) -> torch.Tensor:
+def _delta(layer: torch.nn.Module, adapter: str, gather: Gather = full) -> torch.Tensor | None:
     """peft's ``get_delta_weight`` (``scaling * B @ A``, transposed for ``fan_in_fan_out``), on
-    the gathered factors when they are sharded."""
+    the gathered factors when they are sharded (None where ``gather`` gives nothing)."""
     a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
     if not isinstance(a, DTensor) and not isinstance(b, DTensor):
         return layer.get_delta_weight(adapter)
-    delta = (full(b) @ full(a)) * layer.scaling[adapter]
+    b, a = gather(b), gather(a)
+    if a is None or b is None:
+        return None
+    delta = (b @ a) * layer.scaling[adapter]
     return delta.T if getattr(layer, "fan_in_fan_out", False) else delta

@@ -20,11 +20,14 @@ QWEN2_5_0_5B = {
 """Qwen2.5-0.5B-Instruct's ``config.json`` shape fields (494M parameters)."""
 
 
-def build_qwen2_5_0_5b_shape(seed: int = 0, pad_token_id: int | None = None):
-    """``Qwen2ForCausalLM`` with Qwen2.5-0.5B's shape and random weights (float32)."""
+def build_qwen2_5_0_5b_shape(
+    seed: int = 0, pad_token_id: int | None = None, dtype: torch.dtype = torch.float32
+):
+    """``Qwen2ForCausalLM`` with Qwen2.5-0.5B's shape and random weights, initialised directly in
+    ``dtype`` (a bfloat16 model never exists in float32, which would double its peak memory)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(**QWEN2_5_0_5B, pad_token_id=pad_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return Qwen2ForCausalLM(config)
+        return Qwen2ForCausalLM._from_config(config, dtype=dtype)

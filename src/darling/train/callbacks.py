@@ -10,23 +10,33 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from darling.models.loading import transformers_model
-from darling.models.merged import merged_weights
+from darling.models.loading import DTYPES, transformers_model
+from darling.models.merged import full_on_rank0, merged_weights
+from darling.models.safetensors_shards import DEFAULT_MAX_SHARD_GB, ShardedSafetensorsWriter
 
 log = logging.getLogger(__name__)
 
 
 class SavePolicy(L.Callback):
     """At the end of training, write the policy (LoRA merged) and tokenizer as safetensors to
-    ``<run dir>/policy`` so ``evaluate.py`` and ``transformers`` can load it directly.
+    ``<run dir>/policy`` so ``evaluate.py``, ``transformers`` and vLLM load it directly.
 
-    Every rank takes part: under sharding each weight is all-gathered in turn
-    (``darling.models.merged.merged_weights``), and rank 0 keeps the full tensors on the CPU and
-    writes one ``model.safetensors`` with the model's config. The directory appears atomically
-    (written into a temporary sibling, then renamed)."""
+    Every rank takes part: under sharding each weight is gathered in turn onto rank 0 only
+    (``darling.models.merged.merged_weights`` with ``full_on_rank0``); rank 0 casts it to
+    ``dtype`` and adds it to the
+    shard being filled, which is written and freed as soon as the next weight would take it past
+    ``max_shard_gb`` (``ShardedSafetensorsWriter``). So rank 0 holds at most one shard plus one
+    gathered weight, never the whole model. Several shards come with Hugging Face's
+    ``model.safetensors.index.json``; a model that fits in one is a single ``model.safetensors``.
+    The directory appears atomically (written into a temporary sibling, then renamed)."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, dtype: str | None = None,
+                 max_shard_gb: float = DEFAULT_MAX_SHARD_GB):
         self.directory = Path(directory)
+        self.dtype = DTYPES[dtype] if dtype else None
+        """None: each weight in the dtype training holds it in (float32 master weights)."""
+        self.max_shard_bytes = int(max_shard_gb * 1e9)
+        self.peak_shard_bytes = 0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if hasattr(pl_module, "check_scored"):
@@ -34,33 +44,52 @@ class SavePolicy(L.Callback):
         policy = pl_module.policy
         base = transformers_model(policy)
         tied = bool(getattr(base.config, "tie_word_embeddings", False))
-        state = {}
-        for name, tensor in merged_weights(policy):
-            if trainer.is_global_zero and not (tied and name == "lm_head.weight"):
-                state[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        writer = None
         if trainer.is_global_zero:
-            write_policy(self.directory, state, base, pl_module.tokenizer)
+            partial = _sibling(self.directory, "partial")
+            _remove(partial)
+            partial.mkdir(parents=True)
+            writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
+        for name, tensor in merged_weights(policy, gather=full_on_rank0):
+            if writer is not None and not (tied and name == "lm_head.weight"):
+                dtype = self.dtype or tensor.dtype
+                writer.add(name, tensor.detach().to("cpu", dtype, copy=True).contiguous())
+            del tensor
+        if writer is not None:
+            writer.close()
+            self.peak_shard_bytes = writer.peak_shard_bytes
+            finish_policy_dir(self.directory, base, pl_module.tokenizer,
+                              self.dtype or next(policy.parameters()).dtype)
             log.info("saved the trained policy to %s", self.directory)
         trainer.strategy.barrier()
 
 
-def write_policy(directory: Path, state: dict, model, tokenizer) -> None:
-    """``model.safetensors`` (``state``), the model's config and generation config and the
-    tokenizer, into ``directory``, replacing it atomically."""
-    from safetensors.torch import save_file
-
-    partial = directory.with_name(f".{directory.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    save_file(state, partial / "model.safetensors", metadata={"format": "pt"})
+def finish_policy_dir(directory: Path, model, tokenizer, dtype: torch.dtype) -> None:
+    """Add the model's config (its ``dtype`` the one written), generation config and tokenizer
+    to the weights in ``directory``'s temporary sibling, then rename it over ``directory``."""
+    partial = _sibling(directory, "partial")
     model.config.save_pretrained(partial)
+    config_file = partial / "config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("torch_dtype", None)
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    if directory.exists():
-        shutil.rmtree(directory)
+    _remove(directory)
     partial.rename(directory)
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 class StepMetrics(L.Callback):

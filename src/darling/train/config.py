@@ -15,6 +15,7 @@ from omegaconf import MISSING, OmegaConf
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.losses import DEFAULT_CLIP, DEFAULT_DUAL_CLIP
 from darling.models.loading import ModelSpec
+from darling.models.safetensors_shards import DEFAULT_MAX_SHARD_GB
 from darling.rollout.base import SamplingSpec
 
 
@@ -139,6 +140,19 @@ class TrainerSpec:
 
 
 @dataclass
+class SaveSpec:
+    """How the final policy (``<run dir>/policy``) is written."""
+
+    dtype: str | None = None
+    """None: the model's dtype (``model.dtype``: bfloat16 for the hub-sized models); float32
+    writes the float32 master weights as they are."""
+    max_shard_gb: float = DEFAULT_MAX_SHARD_GB
+    """Largest safetensors file, GB (1e9 bytes); a larger policy is split into
+    ``model-0000i-of-0000n.safetensors`` with ``model.safetensors.index.json``. Rank 0 holds at
+    most one such shard while writing."""
+
+
+@dataclass
 class TrainConfig:
     """The whole training run."""
 
@@ -148,6 +162,7 @@ class TrainConfig:
     data: DataSpec = field(default_factory=DataSpec)
     optim: OptimSpec = field(default_factory=OptimSpec)
     trainer: TrainerSpec = field(default_factory=TrainerSpec)
+    save: SaveSpec = field(default_factory=SaveSpec)
     quality: Any = MISSING
     diversity: Any = MISSING
     classifier: Any = MISSING

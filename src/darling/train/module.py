@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +38,13 @@ from darling.losses import (
     truncated_importance_weights,
 )
 from darling.models.frozen import check_frozen, frozen_state, weights_fingerprint
+from darling.models.loading import transformers_model
 from darling.partition.keyed import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
 from darling.rollout.base import Rollouts
 from darling.train.data import RolloutBatch
-from darling.train.strategies import FSDP2Strategy, shard_model
+from darling.train.strategies import FSDP2Strategy, fill_shards, is_on_meta, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,11 @@ class DarlingModule(L.LightningModule):
         temperature: float = 1.0,
         max_failed_steps: int = 3,
         run_meaning: dict[str, Any] | None = None,
+        policy_weights: Callable[[], torch.nn.Module] | None = None,
     ):
+        """``policy_weights``: under ``trainer=fsdp`` with ``policy`` built on the meta device
+        (``load_policy(..., on_meta=True)``), what loads the full policy; rank 0 calls it once
+        in ``configure_model`` and the shards of every rank are filled from it."""
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.classifier = policy, tokenizer, classifier
@@ -76,6 +83,7 @@ class DarlingModule(L.LightningModule):
         self.reward_spec, self.optim_spec = reward, optim
         self.temperature = temperature
         """The sampling temperature: log-probs are taken under the distribution sampled."""
+        self._policy_weights = policy_weights
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
@@ -322,14 +330,28 @@ class DarlingModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Under ``trainer=fsdp``: shard the policy (and a full-parameter reference) per decoder
-        layer over the data-parallel mesh (``darling.train.strategies``)."""
+        layer over the data-parallel mesh (``darling.train.strategies``). A policy built on the
+        meta device is then filled from one read of the weights on rank 0 (``fill_shards``);
+        the reference, the initial policy, is filled from that same read."""
         strategy = self.trainer.strategy
         if not isinstance(strategy, FSDP2Strategy):
             return
         mesh = self.device_mesh["data_parallel"]
-        shard_model(self.policy, mesh, strategy.sharding)
-        if self._reference is not None:
-            shard_model(self._reference, mesh, strategy.sharding)
+        empty = is_on_meta(self.policy)
+        models = [m for m in (self.policy, self._reference) if m is not None]
+        for model in models:
+            shard_model(model, mesh, strategy.sharding)
+        if not empty:
+            return
+        if self._policy_weights is None:
+            raise ValueError("a policy built on the meta device needs policy_weights to fill it")
+        source: dict[str, torch.Tensor] = {}
+        if self.trainer.is_global_zero:
+            full = self._policy_weights()
+            source = transformers_model(full).state_dict()
+            del full
+            gc.collect()  # peft's wrapper holds reference cycles: free the model, keep the dict
+        fill_shards(models, source)
 
     def on_fit_start(self) -> None:
         if self._reference is not None:

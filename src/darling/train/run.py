@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from darling.eval.config import run_dir_of
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
-from darling.models.loading import load_policy, transformers_model
+from darling.models.loading import DTYPES, load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
@@ -48,8 +49,10 @@ from darling.train.checkpoint_io import AtomicCheckpointIO, remove_stale_tempora
 from darling.train.data import PromptDataModule, check_prompt_lengths
 from darling.train.loggers import close_logger, uses_wandb
 from darling.train.module import DarlingModule
+from darling.train.plan import plan_run
 from darling.train.quiet import silence_known_noise
 from darling.train.rollouts import RolloutCallback
+from darling.train.strategies import FSDP2Strategy
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,9 @@ def validate(cfg: DictConfig) -> None:
         (t.max_steps >= 1, f"trainer.max_steps={t.max_steps}: must be >= 1"),
         (0 <= cfg.seed <= MAX_RUN_SEED,
          f"seed={cfg.seed}: must be in [0, {MAX_RUN_SEED}] (sampling seeds derive from it)"),
+        (cfg.save.dtype is None or cfg.save.dtype in DTYPES,
+         f"save.dtype={cfg.save.dtype!r}: choose one of {sorted(DTYPES)} or null (the model's)"),
+        (cfg.save.max_shard_gb > 0, f"save.max_shard_gb={cfg.save.max_shard_gb}: must be > 0"),
         (t.checkpoint_every_n_steps >= 1,
          f"trainer.checkpoint_every_n_steps={t.checkpoint_every_n_steps}: must be >= 1"),
     ]
@@ -441,7 +447,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     remove_stale_temporaries(checkpoints)
 
     datamodule = PromptDataModule(cfg.data, cfg.seed)
-    policy, tokenizer = load_policy(cfg.model, seed=cfg.seed)
+    strategy = _strategy(cfg.trainer.strategy)
+    # trainer=fsdp: every rank builds the structure only; rank 0 loads the weights once, in
+    # DarlingModule.configure_model, and the shards are filled from that read
+    sharded = isinstance(strategy, FSDP2Strategy)
+    skeleton = load_policy(cfg.model, seed=cfg.seed, on_meta=True) if sharded else None
+    classifier = instantiate(cfg.classifier)
+    plan_run(cfg, strategy, _process_count(cfg.trainer), skeleton and skeleton[0], classifier)
+    policy, tokenizer = skeleton or load_policy(cfg.model, seed=cfg.seed)
     check_prompt_lengths(datamodule.train_rows, tokenizer, cfg.data.max_prompt_tokens,
                          cfg.data.system_prompt, cfg.data.train_path or "the built-in task")
     if disable_dropout(policy):
@@ -451,7 +464,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     module = DarlingModule(
         policy=policy,
         tokenizer=tokenizer,
-        classifier=instantiate(cfg.classifier),
+        classifier=classifier,
         quality_fn=instantiate(cfg.quality),
         diversity_fn=instantiate(cfg.diversity),
         reward=build_reward(cfg.reward),
@@ -459,12 +472,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         temperature=cfg.rollout.temperature,
         max_failed_steps=cfg.max_failed_steps,
         run_meaning=run_meaning(cfg),
+        policy_weights=partial(load_policy_weights, cfg.model, cfg.seed) if sharded else None,
     )
     rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
-    strategy = _strategy(cfg.trainer.strategy)
     every_n = cfg.trainer.checkpoint_every_n_steps
     step_metrics = StepMetrics(cfg.trainer.log_every_n_steps)
-    save_policy = SavePolicy(run_dir / "policy")
+    save_policy = SavePolicy(run_dir / "policy", dtype=cfg.save.dtype or cfg.model.dtype,
+                             max_shard_gb=cfg.save.max_shard_gb)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -527,6 +541,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     return step_metrics.last
 
 
+def load_policy_weights(spec: DictConfig, seed: int) -> torch.nn.Module:
+    """The policy with its weights (``load_policy``'s model, dropout off, as training uses it)."""
+    policy = load_policy(spec, seed=seed)[0]
+    disable_dropout(policy)
+    return policy
+
+
 SIGTERM_EXIT_CODE = 143
 """128 + SIGTERM(15): the shell's code for a process ended by SIGTERM."""
 
@@ -538,7 +559,7 @@ class Preempted(SystemExit):
 RESUMABLE_KEYS = (
     "ckpt_path", "run_name", "trainer.max_steps", "trainer.enable_progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "logger", "log_rollouts",
-    "rollout_table_every_n_steps", "max_failed_steps", "resume_any_config",
+    "rollout_table_every_n_steps", "max_failed_steps", "resume_any_config", "save",
 )
 """Settings a resume may change: how long and how visibly the run goes, never what it trains."""
 

@@ -11,6 +11,9 @@ Why not ``precision=bf16-true``: with lr 1e-6 most AdamW updates ``lr * m / sqrt
 half a bf16 ulp of the weight (2^-8 relative) and round to zero, and Adam's moments would be bf16
 too. Lightning's precision stays ``32-true``; the policy here does the casting.
 
+Loading: every rank builds the policy on the meta device and shards it; ``fill_shards`` fills
+the shards from rank 0's one read of the weights, one unit at a time (docs/training.md, "Scale").
+
 Activation checkpointing is ``model.gradient_checkpointing`` (transformers' own, non-reentrant),
 applied once; no wrapper is added here, so parameter names stay the transformers names that
 checkpoints, ``SavePolicy`` and vLLM's ``load_weights`` use.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +36,6 @@ from darling.models.loading import DTYPES, transformers_model
 
 log = logging.getLogger(__name__)
 
-
-
 @dataclass(frozen=True)
 class ShardingSpec:
     """How ``shard_model`` wraps a model (the ``trainer.strategy`` fields of ``trainer=fsdp``)."""
@@ -45,6 +47,10 @@ class ShardingSpec:
     reshard_after_forward: bool = True
     """Free the gathered weights after each layer's forward (ZeRO-3); False keeps them until the
     backward (ZeRO-2: more memory, one all-gather less per layer)."""
+    cpu_offload: bool = False
+    """FSDP2's ``CPUOffloadPolicy``: the sharded master weights, gradients and AdamW state live
+    in (pinned) host memory, the optimiser steps on the CPU; each unit is copied to the device
+    when it is gathered. The knob the memory plan names when the training state does not fit."""
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -85,6 +91,7 @@ def fsdp2(
     param_dtype: str | None = "bfloat16",
     reduce_dtype: str | None = "float32",
     reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
 ) -> FSDP2Strategy:
     """The ``trainer.strategy`` of ``trainer=fsdp`` (see ``ShardingSpec`` for the fields)."""
     for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
@@ -92,7 +99,9 @@ def fsdp2(
             raise ConfigError(
                 f"trainer.strategy.{name}={value!r}: choose one of {sorted(DTYPES)} or null"
             )
-    return FSDP2Strategy(ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward))
+    return FSDP2Strategy(
+        ShardingSpec(param_dtype, reduce_dtype, reshard_after_forward, cpu_offload)
+    )
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -100,7 +109,8 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     ``_no_split_modules`` (the decoder layer of Llama, Qwen2, Qwen3, ...), in model order."""
     base = transformers_model(model)
     names = set(getattr(base, "_no_split_modules", None) or ())
-    layers = [m for m in base.modules() if type(m).__name__ in names]
+    # after fully_shard a layer's class is FSDP<name>, a subclass of the original
+    layers = [m for m in base.modules() if names & {c.__name__ for c in type(m).__mro__}]
     if not layers:
         raise ValueError(
             f"{type(base).__name__} names no decoder layer class in _no_split_modules "
@@ -124,6 +134,10 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
         reduce_dtype=DTYPES[spec.reduce_dtype] if spec.reduce_dtype else None,
     )
     options = {"mesh": mesh, "mp_policy": policy}
+    if spec.cpu_offload:
+        from torch.distributed.fsdp import CPUOffloadPolicy
+
+        options["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
     for layer in decoder_layers(model):
         fully_shard(layer, reshard_after_forward=spec.reshard_after_forward, **options)
     fully_shard(root, reshard_after_forward=spec.reshard_after_forward, **options)
@@ -132,6 +146,98 @@ def shard_model(model: torch.nn.Module, mesh: Any, spec: ShardingSpec) -> None:
     # collective all-gather); it looks for this flag, which its own FSDP2 helper sets.
     for m in {model, root}:
         m._is_fsdp_managed_module = True
+
+
+def is_on_meta(model: torch.nn.Module) -> bool:
+    """Whether any parameter of ``model`` is on the meta device (a structure to be filled)."""
+    return any(_local(p).is_meta for p in model.parameters())
+
+
+@torch.no_grad()
+def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tensor]) -> None:
+    """Fill sharded models built on the meta device from rank 0's full weights, one FSDP unit at
+    a time: load once, shard everywhere.
+
+    ``models`` are policies that ``shard_model`` sharded (the same architecture: the policy and
+    its reference share one read of the weights); ``source`` is, on rank 0, the full state dict
+    of the model's transformers root (``transformers_model(m).state_dict()`` of a loaded model,
+    LoRA adapters included), and ``{}`` on every other rank. Every rank must call this (each
+    unit is a collective). For the root's own weights (embeddings, final norm, head), then for
+    each decoder layer, rank 0 pops that unit's tensors and
+    ``torch.distributed.checkpoint.state_dict.set_model_state_dict`` with
+    ``full_state_dict=True, broadcast_from_rank0=True`` broadcasts them one by one; each rank
+    keeps only its slice of each. Only the unit being filled is materialised, so a rank holds its
+    shards plus one full tensor in flight, and rank 0 additionally what is left of ``source``;
+    the unit is then cast back to the dtype the sharded model had (the float32 master weights).
+    Tied weights stay one parameter. A weight that ``source`` lacks, or one it has that the
+    model lacks, is an error on every rank before anything is sent.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
+    roots = [transformers_model(m) for m in models]
+    dtype = next(roots[0].parameters()).dtype
+    expected = set(roots[0].state_dict())
+    problems = [None]
+    if dist.get_rank() == 0:
+        missing, unexpected = sorted(expected - set(source)), sorted(set(source) - expected)
+        problems = [(missing, unexpected) if missing or unexpected else None]
+    dist.broadcast_object_list(problems, src=0)
+    if problems[0] is not None:
+        missing, unexpected = problems[0]
+        raise ValueError(
+            f"the loaded weights do not fit the model built from its config: missing "
+            f"{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})"
+        )
+    units = [_layer_prefixes(root) for root in roots]
+    prefixes = tuple(prefix for prefix, _ in units[0])
+    # the root's own weights first (embeddings, head, final norm: the largest unit), while no
+    # layer holds memory yet; rank 0's copy of them is freed before they are cast
+    rest = {k: source.pop(k) for k in list(source) if not k.startswith(prefixes)}
+    for root in roots:
+        aliases = _aliases(root)
+        set_model_state_dict(root, dict(rest), options=options)
+        for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
+            owner, _, attr = alias.rpartition(".")
+            setattr(root.get_submodule(owner), attr, root.get_parameter(name))
+    del rest
+    for root in roots:
+        root.to(dtype)  # the layers are still on the meta device: nothing else is touched
+    for position, (prefix, _) in enumerate(units[0]):
+        part = {k.removeprefix(prefix): source.pop(k) for k in sorted(source)
+                if k.startswith(prefix)}
+        for unit in units:
+            set_model_state_dict(unit[position][1], dict(part), options=options)
+        del part
+        for unit in units:
+            unit[position][1].to(dtype)
+    for root in roots:
+        left = [n for n, p in root.named_parameters() if _local(p).is_meta]
+        if left:
+            raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
+
+
+def _layer_prefixes(root: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """``(state-dict prefix, module)`` of each decoder layer of ``root``, in model order."""
+    names = {id(m): name for name, m in root.named_modules()}
+    return [(names[id(layer)] + ".", layer) for layer in decoder_layers(root)]
+
+
+def _aliases(root: torch.nn.Module) -> list[tuple[str, str]]:
+    """``(alias, name)`` for every parameter registered under a second name (a tied head)."""
+    first: dict[int, str] = {}
+    aliases = []
+    for name, p in root.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            aliases.append((name, first[id(p)]))
+        else:
+            first[id(p)] = name
+    return aliases
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 def _sibling(path: Path, tag: str) -> Path:
