@@ -138,11 +138,15 @@ def test_typo_in_a_key_fails_at_compose(compose_cfg):
         compose_cfg("reward.diversity_wieght=0.5")
 
 
-def test_missing_extra_is_named(compose_cfg):
+def test_missing_extra_is_named(compose_cfg, monkeypatch):
+    import importlib.util
+
     cfg = compose_cfg(*TINY, "rollout=vllm")
-    if pytest.importorskip("importlib.util").find_spec("vllm") is not None:
-        pytest.skip("vllm is installed here")
-    with pytest.raises(ImportError, match=r"darling\[gpu\]"):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # vLLM absent, whether installed or not
+                        lambda name, *a: None if name == "vllm" else find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"darling\[gpu\]' on a GPU machine, or bash "
+                                          r"scripts/install_cpu.sh --vllm"):
         validate(cfg)
 
 
