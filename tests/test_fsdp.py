@@ -289,7 +289,8 @@ def test_each_rank_engine_holds_the_full_current_policy_after_every_sync(tmp_pat
     (stand_in / "platforms.py").write_text(  # a GPU platform: it has sleep mode
         "from types import SimpleNamespace\n"
         "current_platform = SimpleNamespace(device_name='cuda',\n"
-        "                                   is_sleep_mode_available=lambda: True)\n"
+        "                                   is_sleep_mode_available=lambda: True,\n"
+        "                                   is_cpu=lambda: False)\n"
     )
     log = tmp_path / "engine-log"
     log.mkdir()

@@ -140,7 +140,7 @@ def fake_vllm(monkeypatch):
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
     platforms = ModuleType("vllm.platforms")
     platforms.current_platform = SimpleNamespace(  # a GPU platform: it has sleep mode
-        device_name="cuda", is_sleep_mode_available=lambda: True)
+        device_name="cuda", is_sleep_mode_available=lambda: True, is_cpu=lambda: False)
     module.platforms = platforms
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from darling.models.checkpoints import is_sharded_checkpoint
+from darling.rollout.vllm import CPU_BATCHED_TOKENS
 from tests.conftest import ROOT, TINY, metric_rows
 
 vllm = pytest.importorskip("vllm", reason="vLLM's CPU build: bash scripts/install_cpu.sh --vllm")
@@ -159,6 +160,41 @@ def test_evaluate_with_the_engine_on_a_trained_run(straight):
     report = json.loads((out_dir / "metrics.json").read_text())
     assert report["run"]["source"] == str(straight / "policy") and report["eval"]["k"] == 4
     assert report["metrics"]["generations"] == 12 and report["metrics"]["prompts"] == 3
+
+
+def test_a_step_beyond_the_token_budget_samples_each_group_as_alone():
+    """48 prompts x 8 samples prefill more than twice the CPU engine's step budget: with
+    chunked prefill vLLM would sample after a partial prefill and rewind a seeded generator,
+    which CPU generators cannot (RuntimeError: CPU Generator does not use offset). Each group's
+    samples are the same in the big batch as sampled alone: they depend on its seed only."""
+    code = textwrap.dedent("""
+        import json
+        from omegaconf import OmegaConf
+        from darling.models import load_policy
+        from darling.models.loading import ModelSpec
+        from darling.rollout.base import SamplingSpec, group_seeds
+        from darling.rollout.vllm import VLLMRollout
+        from darling.tasks.prompts import builtin_path, load_prompts
+        from darling.train.data import chat_prompt
+        policy, tokenizer = load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=0)
+        engine = VLLMRollout(SamplingSpec(n_per_prompt=8, max_new_tokens=4), dtype="float32",
+                             max_prompt_tokens=128, enforce_eager=True, enable_sleep_mode=False)
+        engine.bind(policy, tokenizer)
+        rows = load_prompts(builtin_path("train"))[:48]
+        prompts = [chat_prompt(tokenizer, r) for r in rows]
+        tokens = sum(len(tokenizer(p)["input_ids"]) for p in prompts) * 8
+        seeds = group_seeds(0, range(48), 8)
+        batch = engine.generate(prompts, list(range(48)), seeds)
+        alone = [engine.generate([prompts[g]], [g], [seeds[g]]).texts for g in (0, 47)]
+        print(json.dumps({"tokens": tokens, "texts": len(batch.texts),
+                          "same": [batch.texts[:8] == alone[0], batch.texts[-8:] == alone[1]]}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["tokens"] > 2 * CPU_BATCHED_TOKENS and result["texts"] == 48 * 8
+    assert result["same"] == [True, True]
 
 
 def test_binding_the_engine_keeps_the_trainers_random_stream(tmp_path):

