@@ -230,6 +230,8 @@ def test_binding_the_engine_keeps_the_trainers_random_stream(tmp_path):
 ], ids=["context", "sleep-mode"])
 def test_what_the_engine_cannot_do_is_refused_before_it_starts(tmp_path, overrides, message):
     out = _train(tmp_path / "refused", *overrides, check=False)
-    assert out.returncode != 0 and message in out.stderr, out.stderr[-3000:]
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ") and message in out.stderr
+    assert "Traceback" not in out.stderr
     assert "Initializing a V1 LLM engine" not in out.stdout + out.stderr
-    assert not (tmp_path / "refused" / "checkpoints").exists()
+    assert not (tmp_path / "refused").exists()  # a refused start leaves nothing

@@ -143,7 +143,7 @@ class VLLMRollout(RolloutEngine):
         """Refuse, before the engine starts, a context the model cannot hold."""
         limit = getattr(config, "max_position_embeddings", None)
         if limit is not None and self.max_model_len > limit:
-            raise ValueError(
+            raise ConfigError(
                 f"rollout=vllm holds rollout.max_prompt_tokens + rollout.max_new_tokens = "
                 f"{self.max_prompt_tokens} + {self.sampling.max_new_tokens} = "
                 f"{self.max_model_len} tokens, more than the model's max_position_embeddings="
@@ -199,7 +199,7 @@ class VLLMRollout(RolloutEngine):
         prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         longest = max((len(ids) for ids in prompt_ids), default=0)
         if longest > self.max_prompt_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
                 f"{self.max_prompt_tokens}; raise it (the KV cache is sized for prompt + "
                 "max_new_tokens)"
@@ -299,7 +299,7 @@ def resolve_sleep_mode(requested: bool | None) -> bool:
     """``None`` -> on where the platform has it; ``True`` on a platform without it is refused."""
     available = sleep_mode_available()
     if requested and not available:
-        raise ValueError(sleep_mode_error())
+        raise ConfigError(sleep_mode_error())
     return available if requested is None else bool(requested)
 
 
