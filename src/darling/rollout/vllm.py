@@ -121,7 +121,7 @@ class VLLMRollout(RolloutEngine):
             raise ConfigError(f"rollout.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
         if sleep_level not in (1, 2):
             raise ConfigError(f"rollout.sleep_level={sleep_level}: choose 1 (offload the weights "
-                             "to CPU memory) or 2 (discard them)")
+                              "to CPU memory) or 2 (discard them)")
         self.gpu_memory_utilization = gpu_memory_utilization
         self.enable_sleep_mode = enable_sleep_mode
         self.sleep_level = sleep_level
