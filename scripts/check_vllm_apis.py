@@ -39,8 +39,11 @@ CHECKS = {
     "reload_weights(weights_iterator, is_checkpoint_format)": (
         "vllm/v1/worker/gpu_model_runner.py",
         [r"weights_iterator: Iterable", r"is_checkpoint_format: bool"]),
-    "current_platform.is_sleep_mode_available(), .device_name": (
-        "vllm/platforms/interface.py", [r"def is_sleep_mode_available", r"device_name: str"]),
+    "current_platform.is_sleep_mode_available(), .is_cpu(), .device_name": (
+        "vllm/platforms/interface.py",
+        [r"def is_sleep_mode_available", r"def is_cpu", r"device_name: str"]),
+    "LLM(enable_chunked_prefill, max_num_batched_tokens)": (
+        "vllm/engine/arg_utils.py", [r"enable_chunked_prefill:", r"max_num_batched_tokens:"]),
     "CompletionOutput.token_ids, .logprobs": ("vllm/outputs.py", [r"token_ids:", r"logprobs:"]),
     "vllm.__version__": ("vllm/version.py", [r"__version__"]),
 }
