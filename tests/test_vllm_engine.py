@@ -300,3 +300,25 @@ def test_a_vllm_older_than_the_in_place_reload_is_refused(fake_vllm, monkeypatch
     monkeypatch.setattr(sys.modules["vllm"], "__version__", "0.15.1")
     assert version_error() == (f"rollout=vllm needs vLLM >= {MIN_VLLM} (its in-place weight "
                                "reload); this is 0.15.1: pip install 'vllm>=0.16'")
+
+
+def test_check_vllm_apis_names_what_a_wheel_lacks(tmp_path):
+    import zipfile
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from check_vllm_apis import CHECKS, missing
+    finally:
+        sys.path.pop(0)
+    files: dict[str, str] = {}
+    for path, patterns in CHECKS.values():  # a wheel whose files hold every pattern, unescaped
+        files[path] = files.get(path, "") + "\n".join(
+            p.replace("\\b", "").replace("\\", "") for p in patterns) + "\n"
+    complete, partial = tmp_path / "complete.whl", tmp_path / "partial.whl"
+    for wheel, skip in ((complete, None), (partial, "vllm/v1/worker/gpu_model_runner.py")):
+        with zipfile.ZipFile(wheel, "w") as z:
+            for path, text in files.items():
+                if path != skip:
+                    z.writestr(path, text)
+    assert missing(str(complete)) == []
+    assert missing(str(partial)) == ["reload_weights(weights_iterator, is_checkpoint_format)"]
