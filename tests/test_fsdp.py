@@ -40,10 +40,19 @@ reduce-scatter). After 3 AdamW steps at lr 1e-3 the layers agree to < 1e-6 and t
 of rarely seen token rows); one step taken differently moves weights by ~1e-3."""
 
 
+def _same_threads(env):
+    """``env`` (default: this process's) with one CPU thread per process unless it sets
+    ``OMP_NUM_THREADS``, so that every run compared bit for bit here computes with the same
+    thread count from its start, however it is launched (Lightning would give one process per
+    node the whole machine and each of two local processes half of it: other thread counts sum
+    the same products in another order, ~1e-6 apart)."""
+    return {"OMP_NUM_THREADS": "1", **(os.environ if env is None else env)}
+
+
 def _train(run_dir, *overrides, env=None, check=True):
     out = subprocess.run(
         [sys.executable, "train.py", *TINY, f"hydra.run.dir={run_dir}", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_same_threads(env),
     )
     if check:
         assert out.returncode == 0, out.stderr[-4000:]
@@ -142,6 +151,7 @@ def test_two_single_process_nodes_under_torchrun_train_like_one_node_of_two(runs
              "--nproc-per-node", "1", "--node-rank", str(node), "--master-addr", "127.0.0.1",
              "--master-port", str(port), "train.py", *TINY, f"hydra.run.dir={run}", *overrides],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=_same_threads(None),
         )
         for node in (0, 1)
     ]

@@ -88,6 +88,11 @@ from darling.rollout.base import (
     eos_ids,
 )
 
+# vLLM's INFO lines (its whole engine config at start) say nothing a user chose; its warnings
+# still show, and VLLM_LOGGING_LEVEL=INFO brings the rest back. Set before vLLM is first
+# imported, which happens through this module only.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
 MIN_VLLM = "0.16"
 """The first vLLM whose worker reloads weights in place from an iterator (layerwise reload, vLLM
 pull request 32133; checked in the 0.15.0 and 0.16.0 wheels: 0.15's ``reload_weights`` takes no

@@ -114,15 +114,16 @@ def device_memory(accelerator: str) -> int | None:
 
 
 def log_plan(plan: MemoryPlan, ranks: int) -> None:
-    """Log the plan on rank 0: the table, then what to change for each phase over the device."""
-    from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+    """Log the plan on rank 0 (into the run's log, like the rest of the run's story): the table,
+    then what to change for each phase over the device."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    rank_zero_info(f"memory plan per device ({ranks} ranks; estimate):\n{plan.table()}")
+    if rank_zero_only.rank != 0:
+        return
+    log.info("memory plan per device (%d ranks; estimate):\n%s", ranks, plan.table())
     if plan.over:
-        rank_zero_warn(
-            f"the memory plan exceeds the device in {', '.join(plan.over)}; turn one of:\n  "
-            + "\n  ".join(plan.advice)
-        )
+        log.warning("the memory plan exceeds the device in %s; turn one of:\n  %s",
+                    ", ".join(plan.over), "\n  ".join(plan.advice))
 
 
 def plan_run(cfg: DictConfig, strategy: Any, ranks: int, policy: torch.nn.Module | None,
