@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +12,7 @@ import torch
 from darling.models.loading import DTYPES, transformers_model
 from darling.models.merged import full_on_rank0, merged_weights
 from darling.models.safetensors_shards import DEFAULT_MAX_SHARD_GB, ShardedSafetensorsWriter
+from darling.train.checkpoint_io import hidden_sibling, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class SavePolicy(L.Callback):
         tied = bool(getattr(base.config, "tie_word_embeddings", False))
         writer = None
         if trainer.is_global_zero:
-            partial = _sibling(self.directory, "partial")
-            _remove(partial)
+            partial = hidden_sibling(self.directory, "partial")
+            remove_path(partial)
             partial.mkdir(parents=True)
             writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
         for name, tensor in merged_weights(policy, gather=full_on_rank0):
@@ -67,7 +67,7 @@ class SavePolicy(L.Callback):
 def finish_policy_dir(directory: Path, model, tokenizer, dtype: torch.dtype) -> None:
     """Add the model's config (its ``dtype`` the one written), generation config and tokenizer
     to the weights in ``directory``'s temporary sibling, then rename it over ``directory``."""
-    partial = _sibling(directory, "partial")
+    partial = hidden_sibling(directory, "partial")
     model.config.save_pretrained(partial)
     config_file = partial / "config.json"
     config = json.loads(config_file.read_text())
@@ -77,19 +77,8 @@ def finish_policy_dir(directory: Path, model, tokenizer, dtype: torch.dtype) -> 
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    _remove(directory)
+    remove_path(directory)
     partial.rename(directory)
-
-
-def _sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 class StepMetrics(L.Callback):

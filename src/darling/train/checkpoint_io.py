@@ -70,6 +70,20 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     return stale
 
 
+def hidden_sibling(path: Path, tag: str) -> Path:
+    """``<dir>/.<name>.<tag>``: where a directory is written (``partial``) or kept aside
+    (``old``) before it replaces ``path``."""
+    return path.with_name(f".{path.name}.{tag}")
+
+
+def remove_path(path: Path) -> None:
+    """Delete ``path``, a folder or a file, if it exists."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
 def _out_of_space(err: BaseException, directory: Path) -> bool:
     """Whether a failed write ran out of disk space: ``ENOSPC``, or torch's zip writer's
     ``[enforce fail at inline_container.cc]`` (which hides the errno) on a nearly full device."""

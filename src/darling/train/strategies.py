@@ -22,7 +22,6 @@ checkpoints, ``SavePolicy`` and vLLM's ``load_weights`` use.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 
 from darling.errors import ConfigError
 from darling.models.loading import DTYPES, transformers_model
+from darling.train.checkpoint_io import hidden_sibling, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options=None):
         target = Path(self.broadcast(str(filepath)))
-        partial, old = _sibling(target, "partial"), _sibling(target, "old")
+        partial, old = hidden_sibling(target, "partial"), hidden_sibling(target, "old")
         if self.global_rank == 0:
             for leftover in (partial, old):
-                _remove(leftover)
+                remove_path(leftover)
         self.barrier()
         super().save_checkpoint(checkpoint, partial, storage_options)
         self.barrier()
@@ -83,7 +83,7 @@ class FSDP2Strategy(ModelParallelStrategy):
             if target.exists():
                 target.rename(old)
             partial.rename(target)
-            _remove(old)
+            remove_path(old)
         self.barrier()
 
 
@@ -240,12 +240,3 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
-def _sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
