@@ -1,20 +1,25 @@
 """Peak host memory per rank while loading the policy and while writing the final policy, on CPU
-ranks over gloo, before (the code of ``--before-ref``, git main) and after (this tree), beside
-the memory plan's estimate.
+ranks over gloo, for three ways of loading, beside the memory plan's estimate.
 
-Each variant runs in its own process tree: ``--ranks`` processes (``torch.multiprocessing``, gloo
+The model (``--source``, Qwen2.5-0.5B's shape built in code by default) is first saved the way
+the hub holds a model: ``--dtype`` safetensors in files of at most 0.3 GB with an index. Each
+variant then runs in its own process tree: ``--ranks`` processes (``torch.multiprocessing``, gloo
 on 127.0.0.1) each do what ``train`` does for that phase, with the same functions:
 
-- load, after: ``load_policy(on_meta=True)``, ``shard_model``, then rank 0's
-  ``load_policy_weights`` and ``fill_shards`` (``DarlingModule.configure_model``);
-  before: ``load_policy`` on every rank, then ``shard_model`` (main's ``configure_model``);
-- save: ``SavePolicy.on_train_end`` of that code (after: ``--max-shard-gb`` shards in
-  ``--save-dtype``; before: every weight gathered into rank 0's memory, one file, float32).
+- ``before``: the code of ``--before-ref`` (the commit before meta-device loading): every rank
+  loads the whole checkpoint (``load_policy``), then ``shard_model``; its ``SavePolicy`` gathers
+  every weight and writes one float32 file;
+- ``rank0``: ``load_policy(on_meta=True)``, ``shard_model``, rank 0's ``load_policy_weights`` and
+  ``fill_shards`` (how weights built in code, or named by a hub id, are loaded);
+- ``files``: ``load_policy(on_meta=True)``, ``shard_model``, ``fill_shards_from_files`` (each rank
+  reads its own rows: how a checkpoint directory is loaded);
+
+the last two save with this tree's ``SavePolicy`` (``--max-shard-gb`` shards in ``--save-dtype``).
 
 Peak resident memory is the kernel's high-water mark (``VmHWM``), reset at the start of each phase
 through ``/proc/self/clear_refs``; ``baseline`` is the resident memory at that moment (imports,
 process group, and before the save the rank's shards). ``MALLOC_MMAP_THRESHOLD_`` is set so that
-freed tensors go back to the system in both variants. One full float32 copy of the model is
+freed tensors go back to the system in every variant. One full float32 copy of the model is
 ``4 x parameters`` bytes; the table gives each peak above its baseline as a share of it.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python bench/scale_memory.py \\
@@ -24,6 +29,7 @@ freed tensors go back to the system in both variants. One full float32 copy of t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -35,6 +41,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("before", "rank0", "files")
+BEFORE_REF = "d9e4683352295fb660f4037d4df300b74e1884a7"
+"""The last commit whose ranks each loaded the whole model and whose save gathered it whole."""
 MMAP_THRESHOLD = 1 << 20
 """Allocations from 1 MiB up are mmap'd and returned to the system when freed (glibc otherwise
 raises its threshold to 32 MiB and keeps freed tensors in the heap, hiding what is live)."""
@@ -73,7 +82,8 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     mesh = init_device_mesh("cpu", (world,))
     cfg = OmegaConf.structured(TrainConfig)
     spec = cfg.model
-    spec.source, spec.name, spec.dtype = args.source, args.source, args.dtype
+    spec.source, spec.path, spec.name, spec.dtype = "pretrained", args.checkpoint, "bench", \
+        args.dtype
     import darling.train.strategies as strategies
     from darling.train.callbacks import SavePolicy
 
@@ -82,26 +92,29 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     dist.barrier()
     result["load_baseline"] = _reset_peak()
     start = time.perf_counter()
-    if args.variant == "after":
-        from darling.models.loading import load_policy, transformers_model
-        from darling.train.run import load_policy_weights
+    from darling.models.loading import load_policy
 
-        policy, tokenizer = load_policy(spec, seed=0, on_meta=True)
-        strategies.shard_model(policy, mesh, sharding)
-        source = {}
-        if rank == 0:
-            full = load_policy_weights(spec, 0)
-            source = transformers_model(full).state_dict()
-            del full
-        strategies.fill_shards([policy], source)
-        save = SavePolicy(args.policy_dir, dtype=args.save_dtype or args.dtype,
-                          max_shard_gb=args.max_shard_gb)
-    else:
-        from darling.models.loading import load_policy
-
+    if args.variant == "before":
         policy, tokenizer = load_policy(spec, seed=0)
         strategies.shard_model(policy, mesh, sharding)
         save = SavePolicy(args.policy_dir)
+    else:
+        policy, tokenizer = load_policy(spec, seed=0, on_meta=True)
+        strategies.shard_model(policy, mesh, sharding)
+        if args.variant == "files":
+            strategies.fill_shards_from_files([policy], spec.path)
+        else:
+            from darling.models.loading import transformers_model
+            from darling.train.run import load_policy_weights
+
+            source = {}
+            if rank == 0:
+                full = load_policy_weights(spec, 0)
+                source = transformers_model(full).state_dict()
+                del full
+            strategies.fill_shards([policy], source)
+        save = SavePolicy(args.policy_dir, dtype=args.save_dtype or args.dtype,
+                          max_shard_gb=args.max_shard_gb)
     dist.barrier()
     result["load_peak"] = _rss()[1]
     result["load_seconds"] = time.perf_counter() - start
@@ -146,7 +159,7 @@ def run_variant(variant: str, args: argparse.Namespace, work: Path) -> list[dict
     command = [sys.executable, __file__, "--worker", variant, "--result-dir", str(result_dir),
                "--policy-dir", str(work / f"{variant}-policy"), "--dtype", args.dtype,
                "--ranks", str(args.ranks), "--max-shard-gb", str(args.max_shard_gb),
-               "--source", args.source]
+               "--checkpoint", str(work / "checkpoint")]
     if args.save_dtype:
         command += ["--save-dtype", args.save_dtype]
     subprocess.run(command, env=env, check=True)
@@ -158,8 +171,23 @@ def run_variant(variant: str, args: argparse.Namespace, work: Path) -> list[dict
     return results
 
 
+def save_checkpoint(args: argparse.Namespace, directory: Path) -> None:
+    """``--source`` built in code, saved as the hub holds a model: ``--dtype`` safetensors in
+    files of at most 0.3 GB with an index, beside its tokenizer."""
+    from omegaconf import OmegaConf
+
+    from darling.models.loading import load_policy
+    from darling.train.config import TrainConfig
+
+    spec = OmegaConf.structured(TrainConfig).model
+    spec.source, spec.dtype = args.source, args.dtype
+    model, tokenizer = load_policy(spec, seed=0)
+    model.save_pretrained(directory, max_shard_size="300MB")
+    tokenizer.save_pretrained(directory)
+
+
 def plan_estimate(args: argparse.Namespace, params_dtype_bytes: int) -> dict:
-    """The memory plan's load and save phases for this shape and these settings."""
+    """The memory plan's load phase (each way) and save phase for this shape and settings."""
     from omegaconf import OmegaConf
 
     from darling.memory_plan import PlanSettings, memory_plan
@@ -170,23 +198,28 @@ def plan_estimate(args: argparse.Namespace, params_dtype_bytes: int) -> dict:
     spec = OmegaConf.structured(TrainConfig).model
     spec.source, spec.dtype = args.source, args.dtype
     shape = model_shape(load_policy(spec, on_meta=True)[0])
-    plan = memory_plan(shape, PlanSettings(
+    settings = PlanSettings(
         ranks=args.ranks, load_bytes=params_dtype_bytes, compute_bytes=4,
         max_shard_bytes=int(args.max_shard_gb * 1e9),
-        save_bytes=4 if args.save_dtype == "float32" else params_dtype_bytes))
+        save_bytes=4 if args.save_dtype == "float32" else params_dtype_bytes)
+    files = memory_plan(shape, dataclasses.replace(settings, read_files=True))
+    rank0 = memory_plan(shape, settings)
     state = 4 * shape.params // args.ranks
+    save = rank0.phases["save"]
     return {
-        "load_rank0": plan.peak("load"),
-        "load_other": state + shape.largest_unit * params_dtype_bytes,
-        "save_rank0_above_state": plan.phases["save"]["one shard of the policy"]
-        + plan.phases["save"]["one gathered weight (fp32) and its cast"],
+        "load_files_any_rank": files.peak("load"),
+        "load_rank0_rank0": rank0.peak("load"),
+        "load_rank0_other": state + shape.largest_unit * params_dtype_bytes,
+        "save_rank0_above_state": save["one shard of the policy"]
+        + save["rank 0's rows of the arriving weight, cast"],
         "params": shape.params,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", choices=["before", "after"])
+    parser.add_argument("--worker", choices=VARIANTS)
+    parser.add_argument("--checkpoint")
     parser.add_argument("--result-dir")
     parser.add_argument("--policy-dir")
     parser.add_argument("--ranks", type=int, default=2)
@@ -194,10 +227,11 @@ def main() -> None:
                         help="model.source (tiny: a quick check of the script)")
     parser.add_argument("--dtype", default="bfloat16",
                         help="model.dtype (the qwen2_5_0_5b_shape config's is bfloat16)")
-    parser.add_argument("--save-dtype", default=None, help="save.dtype of the after variant")
+    parser.add_argument("--save-dtype", default=None,
+                        help="save.dtype of the rank0 and files variants")
     parser.add_argument("--max-shard-gb", type=float, default=0.3)
-    parser.add_argument("--before-ref", default="main")
-    parser.add_argument("--variants", default="before,after")
+    parser.add_argument("--before-ref", default=BEFORE_REF)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.worker:
@@ -213,6 +247,7 @@ def main() -> None:
         work = Path(tmp)
         (work / "before").mkdir()
         before_commit = _source_tree(args.before_ref, work / "before")
+        save_checkpoint(args, work / "checkpoint")
         runs = {v: run_variant(v, args, work) for v in args.variants.split(",")}
     plan = plan_estimate(args, bytes_per)
     full_copy = 4 * plan["params"]
@@ -233,7 +268,7 @@ def main() -> None:
     report = {
         "command": " ".join(["python", "bench/scale_memory.py", *sys.argv[1:]]),
         "before_commit": before_commit,
-        "after_commit": subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT,
+        "commit": subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT,
                                                 text=True).strip(),
         "model": args.source, "dtype": args.dtype, "ranks": args.ranks,
         "max_shard_gb": args.max_shard_gb, "save_dtype": args.save_dtype or args.dtype,

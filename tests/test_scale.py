@@ -1,6 +1,7 @@
 """The scale path on two CPU ranks (gloo): the policy built on the meta device and filled from
-rank 0's one read of the weights equals the single-process model (LoRA and the tied embedding
-included); the final policy written in shards loads in ``transformers`` and ``evaluate.py``."""
+rank 0's one read of the weights, or by each rank reading its own rows of the checkpoint's
+files, equals the single-process model (LoRA and the tied embedding included); the final policy
+written in shards loads in ``transformers`` and ``evaluate.py``."""
 
 import socket
 
@@ -86,6 +87,98 @@ def test_meta_built_policy_filled_from_rank0_equals_the_single_process_load(spec
     mp.spawn(_load_and_compare, args=(2, _free_port(), spec_dict, with_reference), nprocs=2)
 
 
+def _save_tiny_checkpoint(directory) -> str:
+    """The tiny model saved the way the hub holds a model: bfloat16 safetensors in several files
+    with an index, beside its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from darling.models.smollm2 import smollm2_path
+
+    model = load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=11)[0]
+    model.to(torch.bfloat16).save_pretrained(directory, max_shard_size="2MB")
+    AutoTokenizer.from_pretrained(smollm2_path()).save_pretrained(directory)
+    return str(directory)
+
+
+def _read_rows_and_compare(rank: int, world: int, port: int, spec_dict: dict,
+                           with_reference: bool):
+    """One rank: build on meta, shard, read its own rows of the files, compare with the
+    single-process load of the same checkpoint."""
+    import copy
+
+    from darling.train.strategies import (
+        ShardingSpec,
+        fill_shards_from_files,
+        is_on_meta,
+        shard_model,
+    )
+
+    mesh = _init(rank, world, port)
+    try:
+        spec = OmegaConf.structured(ModelSpec(**spec_dict))
+        policy, _ = load_policy(spec, seed=3, on_meta=True)
+        models = [policy]
+        if with_reference:
+            models.append(copy.deepcopy(policy).requires_grad_(False))
+        for model in models:
+            shard_model(model, mesh, ShardingSpec(param_dtype=None))
+        fill_shards_from_files(models, spec.path)
+        expected = transformers_model(load_policy(spec, seed=3)[0]).state_dict()
+        for model in models:
+            root = transformers_model(model)
+            assert not is_on_meta(model)
+            assert root.lm_head.weight is root.model.embed_tokens.weight  # still tied
+            state = root.state_dict()
+            assert state.keys() == expected.keys()
+            for name, value in state.items():
+                local = value.to_local() if hasattr(value, "to_local") else value
+                full = value.full_tensor() if hasattr(value, "full_tensor") else value
+                assert full.dtype == torch.float32, name  # float32 master weights
+                assert torch.equal(full, expected[name]), name
+                if hasattr(value, "to_local") and value.dim():
+                    assert local.shape[0] <= -(-value.shape[0] // world), name  # its rows only
+        if spec.lora.enabled:
+            lora = [k for k in expected if "lora_A" in k]
+            assert lora and any(expected[k].abs().sum() > 0 for k in lora)  # drawn, not zero
+            trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+            assert trainable and all("lora_" in n for n in trainable)
+    finally:
+        _close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora, with_reference", [(False, True), (True, False)],
+                         ids=["full+reference", "lora"])
+def test_each_rank_reads_its_own_rows_and_equals_the_single_process_load(tmp_path, lora,
+                                                                         with_reference):
+    """Several safetensors files in bfloat16, LoRA adapters drawn from the seed, the tied
+    embedding: the sharded model read rank by rank is the model ``from_pretrained`` loads."""
+    from dataclasses import asdict
+
+    path = _save_tiny_checkpoint(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors.index.json").is_file()
+    spec = ModelSpec(source="pretrained", path=path, lora=LoraSpec(enabled=lora, r=4))
+    spec_dict = asdict(spec)
+    spec_dict["lora"] = LoraSpec(**spec_dict["lora"])
+    mp.spawn(_read_rows_and_compare, args=(2, _free_port(), spec_dict, with_reference),
+             nprocs=2)
+
+
+def test_stored_tensor_reads_exactly_the_rows_asked(tmp_path):
+    from darling.models.safetensors_shards import stored_tensors, write_safetensors
+
+    weights = {"a": torch.arange(35.0).reshape(7, 5).to(torch.bfloat16),
+               "b": torch.arange(4, dtype=torch.int64), "c": torch.tensor(2.5)}
+    write_safetensors(tmp_path / "model.safetensors", weights)
+    stored = stored_tensors(tmp_path)
+    assert stored["a"].shape == (7, 5) and stored["a"].dtype == torch.bfloat16
+    assert torch.equal(stored["a"].read_rows(2, 5), weights["a"][2:5])
+    assert torch.equal(stored["a"].read_rows(6, 10), weights["a"][6:])  # past the end: clipped
+    assert stored["a"].read_rows(8, 10).shape == (0, 5)
+    assert torch.equal(stored["b"].read_rows(0, 4), weights["b"])
+    assert torch.equal(stored["c"].read_rows(0, 1), weights["c"])
+
+
 def test_params_on_meta_keeps_ties_and_buffers():
     from darling.models.loading import params_on_meta
     from darling.models.tiny import build_tiny_llama
@@ -129,6 +222,20 @@ def test_writer_starts_a_new_shard_when_the_next_tensor_would_overflow(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no part files left
 
 
+def test_writer_told_the_next_size_writes_the_shard_before_it_arrives(tmp_path):
+    from darling.models.safetensors_shards import ShardedSafetensorsWriter
+
+    writer = ShardedSafetensorsWriter(tmp_path, max_shard_bytes=100)
+    writer.add("a", torch.ones(10), coming=80)  # 40 + 80 > 100: written now, before "b" exists
+    assert writer._shard == {} and len(writer._written) == 1
+    writer.add("b", torch.ones(20), coming=8)  # 80 + 8 fits: kept
+    assert list(writer._shard) == ["b"]
+    writer.add("c", torch.ones(2))
+    assert writer.close()[:2] == ["model-00001-of-00002.safetensors",
+                                  "model-00002-of-00002.safetensors"]
+    assert writer.peak_shard_bytes == 88
+
+
 def test_writer_gives_a_large_tensor_its_own_shard_and_one_shard_a_single_file(tmp_path):
     from safetensors.torch import load_file
 
@@ -158,10 +265,12 @@ def _gather_to_rank0(rank: int, world: int, port: int):
             whole = torch.arange(float(torch.Size(shape).numel())).reshape(shape)
             sharded = distribute_tensor(whole, mesh, [Shard(0)])
             got = full_on_rank0(sharded)
+            cast = full_on_rank0(sharded, torch.bfloat16)  # each rank casts its rows, then sends
             if rank == 0:
                 assert torch.equal(got, whole), shape
+                assert cast.dtype == torch.bfloat16 and torch.equal(cast, whole.bfloat16()), shape
             else:
-                assert got is None
+                assert got is None and cast is None
     finally:
         _close()
 

@@ -3,17 +3,22 @@
 A pure function of the model's shape and the settings (no torch, no I/O): ``train`` logs the
 plan at start and names the knob to turn when a phase exceeds the device. Four phases:
 
-- **load** (``trainer=fsdp``, rank 0): what is left of rank 0's one read of the weights (in the
-  load dtype) while the float32 shards fill unit by unit (the read shrinks as the shards grow),
-  ``max(P * load_bytes, 4 P / N)``, plus the slices of the unit being filled before its read is
-  freed, ``unit * load_bytes / N``. The other ranks hold at most their shards plus one unit's
-  full tensors in flight, ``4 P / N + unit * load_bytes``.
+- **load** (``trainer=fsdp``): from a checkpoint on disk (``read_files``), every rank reads its
+  own rows, so it holds its float32 shards ``4 P / N`` plus one slice in the load dtype,
+  ``largest_tensor * load_bytes / N``. Weights built in code are read once by rank 0: what is
+  left of that read (in the load dtype) while the float32 shards fill unit by unit (the read
+  shrinks as the shards grow), ``max(P * load_bytes, 4 P / N)``, plus the slices of the unit
+  being filled before its read is freed, ``unit * load_bytes / N``; the other ranks hold at
+  most their shards plus one unit's full tensors in flight, ``4 P / N + unit * load_bytes``.
 - **rollout**: the sharded training state, the awake vLLM engine (``gpu_memory_utilization`` of
   the device: its weights plus KV cache), the reward model and the classifier.
 - **update**: the training state, two gathered units in the compute dtype (the one computing and
   the one prefetched), activations; vLLM sleeps (sleep mode) and holds nothing.
-- **save** (rank 0): the training state plus one shard of the final policy and one gathered
-  float32 weight with its cast.
+- **save** (rank 0): the training state plus one shard of the final policy, the arriving weight
+  included (the shard is written before a weight that would not fit is gathered; a weight
+  larger than a shard is a shard of its own), and rank 0's own rows of that weight cast,
+  ``largest_tensor * save_bytes / N``. (A LoRA-adapted weight is merged in float32 before its
+  cast: not counted.)
 
 On a GPU the load phase and the shard being written are host memory, so only rollout and update
 are checked against the device.
@@ -73,6 +78,9 @@ class PlanSettings:
     """trainer=fsdp; False: every rank holds the whole training state (one process or DDP)."""
     load_bytes: int = 4
     """Bytes per parameter of the loaded checkpoint (model.dtype)."""
+    read_files: bool = False
+    """Under sharding, each rank reads its own rows of a checkpoint on disk (safetensors); False:
+    rank 0 reads the weights (built in code, or a hub id) and sends them."""
     compute_bytes: int = 4
     """Bytes per gathered parameter (trainer.strategy.param_dtype; float32 when null)."""
     reference: bool = False
@@ -155,6 +163,9 @@ def memory_plan(shape: ModelShape, s: PlanSettings) -> MemoryPlan:
     shards = 4 * shape.params // n * (2 if s.reference else 1)
     phases = {
         "load": {
+            "own shards read from the files": shards,
+            "one slice in flight": shape.largest_tensor * s.load_bytes // n,
+        } if s.sharded and s.read_files else {
             "rank 0's read of the weights": max(shape.params * s.load_bytes, shards)
             if s.sharded else shape.params * s.load_bytes,
             "slices of the unit being filled": shape.largest_unit * s.load_bytes // n
@@ -176,8 +187,11 @@ def memory_plan(shape: ModelShape, s: PlanSettings) -> MemoryPlan:
         },
         "save": {
             **state,
-            "one shard of the policy": min(s.max_shard_bytes, s.save_bytes * shape.params),
-            "one gathered weight (fp32) and its cast": shape.largest_tensor * (4 + s.save_bytes),
+            "one shard of the policy": min(max(s.max_shard_bytes,
+                                               s.save_bytes * shape.largest_tensor),
+                                           s.save_bytes * shape.params),
+            "rank 0's rows of the arriving weight, cast": shape.largest_tensor * s.save_bytes // n
+            if s.sharded else 0,
         },
     }
     plan = MemoryPlan(phases, s.device_bytes)

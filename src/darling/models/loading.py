@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,17 +72,60 @@ def load_policy(spec: Any, seed: int = 0, on_meta: bool = False) -> tuple[torch.
         )
     if spec.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={spec.dtype!r} is unknown; choose one of {sorted(DTYPES)}")
-    with torch.random.fork_rng(), (params_on_meta() if on_meta else contextlib.nullcontext()):
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model, tokenizer = _LOADERS[spec.source](spec, seed, on_meta)
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if spec.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        if spec.lora.enabled:
+        with params_on_meta() if on_meta else contextlib.nullcontext():
+            model, tokenizer = _LOADERS[spec.source](spec, seed, on_meta)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            if spec.gradient_checkpointing:
+                model.gradient_checkpointing_enable()
+        if spec.lora.enabled and on_meta:
+            # real adapters on a meta base, drawn from the generator as a checkpoint's
+            # from_pretrained leaves it (it draws nothing): the values a full load gives
+            torch.manual_seed(seed)
+            with real_placeholders(model):
+                model = _wrap_lora(model, spec.lora)
+        elif spec.lora.enabled:
             model = _wrap_lora(model, spec.lora)
     return model, tokenizer
+
+
+def checkpoint_dir(spec: Any) -> Path | None:
+    """The local directory whose safetensors files hold ``spec``'s weights (SmolLM2's converted
+    copy; ``model.path`` of ``source=pretrained`` when it is a directory with safetensors), or
+    None for weights built in code or named by a hub id (read by ``from_pretrained``)."""
+    from darling.models.safetensors_shards import has_safetensors
+    from darling.models.smollm2 import smollm2_path
+
+    if spec.source == "smollm2":
+        return Path(smollm2_path())
+    if spec.source == "pretrained" and spec.path and has_safetensors(spec.path):
+        return Path(spec.path)
+    return None
+
+
+@contextlib.contextmanager
+def real_placeholders(model: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, each ``Linear`` whose weight is on the meta device holds a real
+    placeholder of the same shape and dtype instead (one element, expanded: no memory), so that
+    what is built beside it (peft's adapters, which go to their base layer's device) is real;
+    the meta weights are put back after (frozen if the block froze their placeholders), tied
+    weights still tied."""
+    swapped = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and weight is not None and weight.is_meta:
+            placeholder = torch.empty((), dtype=weight.dtype).expand(weight.shape)
+            module.weight = torch.nn.Parameter(placeholder, requires_grad=False)
+            swapped.append((module, weight))
+    try:
+        yield
+    finally:
+        for module, weight in swapped:  # with what the block set on the placeholder (frozen)
+            weight.requires_grad_(module.weight.requires_grad)
+            module.weight = weight
 
 
 @contextlib.contextmanager

@@ -7,34 +7,39 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.distributed.tensor import DTensor, Shard
 
-Gather = Callable[[torch.Tensor], torch.Tensor | None]
+Gather = Callable[..., torch.Tensor | None]
+"""``gather(tensor, dtype=None)``: the whole tensor (cast to ``dtype`` when given), or None."""
 
 
-def full(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor: a sharded ``DTensor`` is all-gathered (a collective: every rank must
-    call it, in the same order); a plain tensor is returned as it is."""
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+def full(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The whole tensor, in ``dtype`` if given: a sharded ``DTensor`` is all-gathered (a
+    collective: every rank must call it, in the same order); a plain tensor is returned as it
+    is."""
+    whole = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+    return whole if dtype is None else whole.to(dtype)
 
 
-def full_on_rank0(tensor: torch.Tensor) -> torch.Tensor | None:
-    """The whole tensor on the mesh's first rank, None on the others (a collective). A DTensor
-    sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is sent rank by rank
-    (``send``/``recv``) straight into one buffer on that rank, so the other ranks never hold the
-    full tensor and that rank holds it once (``full_tensor`` all-gathers it to every rank,
-    through a padded buffer and its unpadded copy). Other layouts fall back to ``full``.
+def full_on_rank0(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+    """The whole tensor on the mesh's first rank, in ``dtype`` if given, None on the others (a
+    collective). A DTensor sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is
+    cast by each rank (its own rows), then sent rank by rank (``send``/``recv``) straight into
+    one buffer of ``dtype`` on that rank: the other ranks never hold the full tensor, and that
+    rank holds it once, never in the master dtype when another is asked (``full_tensor``
+    all-gathers it to every rank, through a padded buffer and its unpadded copy). Other layouts
+    fall back to ``full``.
     """
     import torch.distributed as dist
 
     if not isinstance(tensor, DTensor):
-        return tensor
+        return tensor if dtype is None else tensor.to(dtype)
     mesh = tensor.device_mesh
     if mesh.ndim != 1 or tensor.placements != (Shard(0),):
-        whole = tensor.full_tensor()
+        whole = full(tensor, dtype)
         return whole if mesh.get_local_rank() == 0 else None
     group, world = mesh.get_group(), mesh.size()
     rows = tensor.shape[0]
     chunk = -(-rows // world)  # torch.chunk's rows per rank; the last ranks may hold fewer
-    local = tensor.to_local()
+    local = tensor.to_local() if dtype is None else tensor.to_local().to(dtype)
     if local.shape[0] < chunk:
         local = torch.cat([local, local.new_zeros((chunk - local.shape[0], *local.shape[1:]))])
     if mesh.get_local_rank() != 0:
@@ -50,9 +55,18 @@ def full_on_rank0(tensor: torch.Tensor) -> torch.Tensor | None:
     return buffer[:rows]
 
 
+def merged_shapes(model: torch.nn.Module) -> list[tuple[str, torch.Size]]:
+    """The names and whole shapes of what ``merged_weights`` yields, in its order, without
+    gathering anything."""
+    if not hasattr(model, "get_base_model"):
+        return [(name, tensor.shape) for name, tensor in model.state_dict().items()]
+    return [(name.replace(".base_layer", ""), tensor.shape)
+            for name, tensor in model.get_base_model().state_dict().items() if "lora_" not in name]
+
+
 @torch.no_grad()
 def merged_weights(
-    model: torch.nn.Module, gather: Gather = full
+    model: torch.nn.Module, gather: Gather = full, dtype: torch.dtype | None = None
 ) -> Iterator[tuple[str, torch.Tensor | None]]:
     """Yield ``(name, tensor)`` for every weight of ``model`` under its plain transformers name,
     whole (sharded weights gathered one at a time, so at most one full tensor is in flight), with
@@ -63,11 +77,13 @@ def merged_weights(
     drift the frozen base weights, which are also the KL reference. Here the base is only read, and
     one delta at a time is materialised. A model without adapters yields its ``state_dict``.
     Under sharding every rank must consume the whole iterator. ``gather`` makes a sharded tensor
-    whole (``full``: on every rank; ``full_on_rank0``: on rank 0, None elsewhere).
+    whole (``full``: on every rank; ``full_on_rank0``: on rank 0, None elsewhere). ``dtype``:
+    the dtype of what is yielded; a weight without an adapter is gathered straight into it, an
+    adapted one is summed in its own dtype and cast after.
     """
     if not hasattr(model, "get_base_model"):
         for name, tensor in model.state_dict().items():
-            yield name, gather(tensor)
+            yield name, gather(tensor, dtype)
         return
     base = model.get_base_model()
     lora_layers = {
@@ -79,15 +95,17 @@ def merged_weights(
         if "lora_" in name:
             continue
         name = name.replace(".base_layer", "")
-        tensor = gather(tensor)
         layer = lora_layers.get(name)
-        if layer is not None and not layer.disable_adapters and not layer.merged:
-            for adapter in layer.active_adapters:
-                if adapter in layer.lora_A:
-                    delta = _delta(layer, adapter, gather)
-                    if tensor is not None:
-                        tensor = tensor + delta.to(tensor.dtype)
-        yield name, tensor
+        if layer is None or layer.disable_adapters or layer.merged:
+            yield name, gather(tensor, dtype)
+            continue
+        tensor = gather(tensor)
+        for adapter in layer.active_adapters:
+            if adapter in layer.lora_A:
+                delta = _delta(layer, adapter, gather)
+                if tensor is not None:
+                    tensor = tensor + delta.to(tensor.dtype)
+        yield name, tensor if tensor is None or dtype is None else tensor.to(dtype)
 
 
 def _delta(layer: torch.nn.Module, adapter: str, gather: Gather = full) -> torch.Tensor | None:

@@ -2,12 +2,15 @@
 files of at most ``max_shard_bytes`` each with ``model.safetensors.index.json``, or one
 ``model.safetensors`` when everything fits in one shard (``transformers``' ``save_pretrained``
 does the same). Tensors arrive one at a time; only the shard being filled is held in memory.
+And read such a checkpoint a slice at a time (``stored_tensors``), for ranks that each load
+only the rows they hold.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,7 +62,9 @@ class ShardedSafetensorsWriter:
     as in transformers). ``close`` names the files ``model-0000i-of-0000n.safetensors`` and
     writes the index, or names a lone shard ``model.safetensors`` without an index.
 
-    ``add`` keeps the tensor it is given: pass a copy the caller no longer uses.
+    ``add`` keeps the tensor it is given: pass a copy the caller no longer uses. Told the size
+    of the tensor that comes next, it writes the shard at once when that one would not fit, so
+    the shard is freed before the next tensor is made.
     """
 
     def __init__(self, directory: str | Path, max_shard_bytes: int):
@@ -74,7 +79,9 @@ class ShardedSafetensorsWriter:
         self.peak_shard_bytes = 0
         """Largest number of tensor bytes held at once (the shard being filled)."""
 
-    def add(self, name: str, tensor: torch.Tensor) -> None:
+    def add(self, name: str, tensor: torch.Tensor, coming: int = 0) -> None:
+        """Add ``tensor`` to the shard being filled; ``coming``: bytes of the next tensor, if
+        known (0: not known, the shard is written when that tensor arrives and does not fit)."""
         size = tensor.numel() * tensor.element_size()
         if self._shard and self._shard_bytes + size > self.max_shard_bytes:
             self._flush()
@@ -82,6 +89,8 @@ class ShardedSafetensorsWriter:
         self._shard_bytes += size
         self.total_bytes += size
         self.peak_shard_bytes = max(self.peak_shard_bytes, self._shard_bytes)
+        if coming and self._shard_bytes + coming > self.max_shard_bytes:
+            self._flush()
 
     def close(self) -> list[str]:
         """Write the last shard, give every file its final name, write the index when there is
@@ -109,3 +118,60 @@ class ShardedSafetensorsWriter:
 
     def _part(self, i: int) -> Path:
         return self.directory / f".shard-{i:05d}.part"
+
+
+_DTYPES_BY_NAME = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where one tensor lies in a safetensors file: ``dtype``, ``shape`` and the absolute byte
+    offset of its first element (header included)."""
+
+    file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+
+    def read_rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of the tensor (its dim-0 slice), read with plain file reads: the
+        slice is contiguous in the file, so exactly ``(stop - start) x row bytes`` are read and
+        nothing is memory-mapped (a mapped file's touched pages count in the process's resident
+        memory until it is unmapped)."""
+        rows = self.shape[0] if self.shape else 1
+        start, stop = max(0, start), min(stop, rows)
+        inner = self.shape[1:]
+        out = torch.empty((max(stop - start, 0), *inner), dtype=self.dtype)
+        if out.numel():
+            row_bytes = out[0].numel() * out.element_size()
+            with open(self.file, "rb") as f:
+                f.seek(self.offset + start * row_bytes)
+                f.readinto(out.reshape(-1).view(torch.uint8).numpy())
+        return out if self.shape else out.reshape(())
+
+
+def stored_tensors(directory: str | Path) -> dict[str, StoredTensor]:
+    """Every tensor of the safetensors checkpoint in ``directory`` (``model.safetensors``, or the
+    files that ``model.safetensors.index.json`` names), by name; only the headers are read."""
+    directory = Path(directory)
+    if (directory / INDEX_FILE).is_file():
+        weight_map = json.loads((directory / INDEX_FILE).read_text())["weight_map"]
+        files = sorted({directory / name for name in weight_map.values()})
+    else:
+        files = [directory / SINGLE_FILE]
+    found = {}
+    for file in files:
+        with open(file, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        header.pop("__metadata__", None)
+        for name, entry in header.items():
+            found[name] = StoredTensor(file, _DTYPES_BY_NAME[entry["dtype"]],
+                                       tuple(entry["shape"]), 8 + length + entry["data_offsets"][0])
+    return found
+
+
+def has_safetensors(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a safetensors checkpoint ``stored_tensors`` can read."""
+    directory = Path(directory)
+    return (directory / INDEX_FILE).is_file() or (directory / SINGLE_FILE).is_file()

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from darling.models.loading import DTYPES, transformers_model
-from darling.models.merged import full_on_rank0, merged_weights
+from darling.models.merged import full_on_rank0, merged_shapes, merged_weights
 from darling.models.safetensors_shards import DEFAULT_MAX_SHARD_GB, ShardedSafetensorsWriter
 from darling.train.checkpoint_io import hidden_sibling, remove_path
 
@@ -21,13 +21,15 @@ class SavePolicy(L.Callback):
     """At the end of training, write the policy (LoRA merged) and tokenizer as safetensors to
     ``<run dir>/policy`` so ``evaluate.py``, ``transformers`` and vLLM load it directly.
 
-    Every rank takes part: under sharding each weight is gathered in turn onto rank 0 only
-    (``darling.models.merged.merged_weights`` with ``full_on_rank0``); rank 0 casts it to
-    ``dtype`` and adds it to the
+    Every rank takes part: under sharding each weight is gathered in turn onto rank 0 only,
+    each rank casting its own rows to ``dtype`` before sending them
+    (``darling.models.merged.merged_weights`` with ``full_on_rank0``), and rank 0 adds it to the
     shard being filled, which is written and freed as soon as the next weight would take it past
-    ``max_shard_gb`` (``ShardedSafetensorsWriter``). So rank 0 holds at most one shard plus one
-    gathered weight, never the whole model. Several shards come with Hugging Face's
-    ``model.safetensors.index.json``; a model that fits in one is a single ``model.safetensors``.
+    ``max_shard_gb``, before that weight is gathered (``ShardedSafetensorsWriter``). So rank 0
+    holds at most one shard, the arriving weight included, plus its own rows of that weight cast
+    (a LoRA-adapted weight is merged in float32 first), never the whole model. Several shards
+    come with Hugging Face's ``model.safetensors.index.json``; a model that fits in one is a
+    single ``model.safetensors``.
     The directory appears atomically (written into a temporary sibling, then renamed)."""
 
     def __init__(self, directory: str | Path, dtype: str | None = None,
@@ -50,10 +52,16 @@ class SavePolicy(L.Callback):
             remove_path(partial)
             partial.mkdir(parents=True)
             writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
-        for name, tensor in merged_weights(policy, gather=full_on_rank0):
-            if writer is not None and not (tied and name == "lm_head.weight"):
-                dtype = self.dtype or tensor.dtype
-                writer.add(name, tensor.detach().to("cpu", dtype, copy=True).contiguous())
+        skip = {"lm_head.weight"} if tied else set()
+        item = (self.dtype or next(policy.parameters()).dtype).itemsize
+        sizes = [shape.numel() * item for name, shape in merged_shapes(policy)
+                 if name not in skip]
+        written = 0
+        for name, tensor in merged_weights(policy, gather=full_on_rank0, dtype=self.dtype):
+            if writer is not None and name not in skip:
+                written += 1
+                coming = sizes[written] if written < len(sizes) else 0
+                writer.add(name, tensor.detach().to("cpu").contiguous(), coming=coming)
             del tensor
         if writer is not None:
             writer.close()

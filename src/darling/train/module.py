@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -44,7 +45,13 @@ from darling.quality.base import score_quality
 from darling.rewards import training_reward
 from darling.rollout.base import Rollouts
 from darling.train.data import RolloutBatch
-from darling.train.strategies import FSDP2Strategy, fill_shards, is_on_meta, shard_model
+from darling.train.strategies import (
+    FSDP2Strategy,
+    fill_shards,
+    fill_shards_from_files,
+    is_on_meta,
+    shard_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +78,13 @@ class DarlingModule(L.LightningModule):
         max_failed_steps: int = 3,
         run_meaning: dict[str, Any] | None = None,
         policy_weights: Callable[[], torch.nn.Module] | None = None,
+        policy_files: str | Path | None = None,
     ):
-        """``policy_weights``: under ``trainer=fsdp`` with ``policy`` built on the meta device
-        (``load_policy(..., on_meta=True)``), what loads the full policy; rank 0 calls it once
-        in ``configure_model`` and the shards of every rank are filled from it."""
+        """Under ``trainer=fsdp`` with ``policy`` built on the meta device
+        (``load_policy(..., on_meta=True)``), ``configure_model`` fills every rank's shards from
+        ``policy_files`` (a safetensors checkpoint directory: each rank reads its own rows) or,
+        without one, from ``policy_weights`` (what loads the full policy: rank 0 calls it once
+        and sends each weight)."""
         super().__init__()
         self.automatic_optimization = False
         self.policy, self.tokenizer, self.classifier = policy, tokenizer, classifier
@@ -83,7 +93,7 @@ class DarlingModule(L.LightningModule):
         self.reward_spec, self.optim_spec = reward, optim
         self.temperature = temperature
         """The sampling temperature: log-probs are taken under the distribution sampled."""
-        self._policy_weights = policy_weights
+        self._policy_weights, self._policy_files = policy_weights, policy_files
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
@@ -331,8 +341,9 @@ class DarlingModule(L.LightningModule):
     def configure_model(self) -> None:
         """Under ``trainer=fsdp``: shard the policy (and a full-parameter reference) per decoder
         layer over the data-parallel mesh (``darling.train.strategies``). A policy built on the
-        meta device is then filled from one read of the weights on rank 0 (``fill_shards``);
-        the reference, the initial policy, is filled from that same read."""
+        meta device is then filled from its checkpoint's files, each rank reading its own rows
+        (``fill_shards_from_files``), or from one read of the weights on rank 0
+        (``fill_shards``); the reference, the initial policy, is filled the same way."""
         strategy = self.trainer.strategy
         if not isinstance(strategy, FSDP2Strategy):
             return
@@ -342,6 +353,9 @@ class DarlingModule(L.LightningModule):
         for model in models:
             shard_model(model, mesh, strategy.sharding)
         if not empty:
+            return
+        if self._policy_files is not None:
+            fill_shards_from_files(models, self._policy_files)
             return
         if self._policy_weights is None:
             raise ValueError("a policy built on the meta device needs policy_weights to fill it")

@@ -10,7 +10,13 @@ import torch
 from omegaconf import DictConfig
 
 from darling.memory_plan import MemoryPlan, ModelShape, PlanSettings, memory_plan
-from darling.models.loading import DTYPES, load_policy, params_on_meta, transformers_model
+from darling.models.loading import (
+    DTYPES,
+    checkpoint_dir,
+    load_policy,
+    params_on_meta,
+    transformers_model,
+)
 from darling.train.strategies import FSDP2Strategy, decoder_layers
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,7 @@ def plan_settings(cfg: DictConfig, strategy: Any, ranks: int, classifier: Any = 
         ranks=ranks,
         sharded=sharded,
         load_bytes=DTYPES[cfg.model.dtype].itemsize,
+        read_files=sharded and checkpoint_dir(cfg.model) is not None,
         compute_bytes=compute,
         reference=o.kl_coef > 0 and not cfg.model.lora.enabled,
         cpu_offload=bool(sharding and sharding.cpu_offload),

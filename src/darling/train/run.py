@@ -32,7 +32,7 @@ from darling.eval.config import run_dir_of
 from darling.extras import require_module
 from darling.fusion import DEFAULT_DIVERSITY_FLOOR
 from darling.models.checkpoints import METADATA_FILE, is_sharded_checkpoint
-from darling.models.loading import DTYPES, load_policy, transformers_model
+from darling.models.loading import DTYPES, checkpoint_dir, load_policy, transformers_model
 from darling.quality.secrets import check_api_key_env
 from darling.rewards import Reward
 from darling.rollout.base import MAX_RUN_SEED, RolloutEngine, SamplingSpec
@@ -448,8 +448,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     datamodule = PromptDataModule(cfg.data, cfg.seed)
     strategy = _strategy(cfg.trainer.strategy)
-    # trainer=fsdp: every rank builds the structure only; rank 0 loads the weights once, in
-    # DarlingModule.configure_model, and the shards are filled from that read
+    # trainer=fsdp: every rank builds the structure only; in DarlingModule.configure_model each
+    # rank reads its rows of a checkpoint on disk, or rank 0 loads weights built in code once
     sharded = isinstance(strategy, FSDP2Strategy)
     skeleton = load_policy(cfg.model, seed=cfg.seed, on_meta=True) if sharded else None
     classifier = instantiate(cfg.classifier)
@@ -473,6 +473,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         max_failed_steps=cfg.max_failed_steps,
         run_meaning=run_meaning(cfg),
         policy_weights=partial(load_policy_weights, cfg.model, cfg.seed) if sharded else None,
+        policy_files=checkpoint_dir(cfg.model) if sharded else None,
     )
     rollouts = RolloutCallback(engine, datamodule.schedule, cfg.seed, cfg.data.system_prompt)
     every_n = cfg.trainer.checkpoint_every_n_steps

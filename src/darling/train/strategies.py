@@ -11,8 +11,10 @@ Why not ``precision=bf16-true``: with lr 1e-6 most AdamW updates ``lr * m / sqrt
 half a bf16 ulp of the weight (2^-8 relative) and round to zero, and Adam's moments would be bf16
 too. Lightning's precision stays ``32-true``; the policy here does the casting.
 
-Loading: every rank builds the policy on the meta device and shards it; ``fill_shards`` fills
-the shards from rank 0's one read of the weights, one unit at a time (docs/training.md, "Scale").
+Loading: every rank builds the policy on the meta device and shards it; a checkpoint on disk
+(safetensors) is then read by every rank for its own rows only (``fill_shards_from_files``), and
+weights built in code are sent from rank 0's one copy (``fill_shards``), one unit at a time
+(docs/training.md, "Scale").
 
 Activation checkpointing is ``model.gradient_checkpointing`` (transformers' own, non-reentrant),
 applied once; no wrapper is added here, so parameter names stay the transformers names that
@@ -213,6 +215,70 @@ def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tenso
         for unit in units:
             unit[position][1].to(dtype)
     for root in roots:
+        left = [n for n, p in root.named_parameters() if _local(p).is_meta]
+        if left:
+            raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
+
+
+@torch.no_grad()
+def fill_shards_from_files(models: Sequence[torch.nn.Module], directory: str | Path) -> None:
+    """Fill sharded models built on the meta device from the safetensors checkpoint in
+    ``directory``, each rank reading only the rows it holds: load once, shard everywhere, with
+    no rank ever holding a full copy.
+
+    ``models`` are policies that ``shard_model`` sharded (FSDP2 shards every parameter on dim 0
+    over a one-dimensional mesh, ``torch.chunk``'s split: rank ``r`` of ``R`` holds rows
+    ``[r c, min((r + 1) c, rows))`` with ``c = ceil(rows / R)``). For each FSDP unit (the root's
+    own weights, then each decoder layer), every rank reads its rows of each weight straight
+    from the file (``StoredTensor.read_rows``: plain reads, no memory map), casts them to the
+    dtype of the sharded parameter (the float32 master weights) and assigns them. A rank holds
+    its shards plus one slice in flight, whatever the model's size. Parameters that are already
+    real (LoRA adapters, initialised on every rank from the seed) are kept; a LoRA base layer's
+    weight is read under its transformers name (``q_proj.base_layer.weight`` from
+    ``q_proj.weight``); tied weights stay one parameter. A weight the checkpoint lacks, or one
+    of another shape, is an error on every rank before anything is read. No collective is
+    needed; every rank reads the same files (a shared filesystem across nodes).
+    """
+    from torch.distributed.tensor import DTensor, Shard
+
+    from darling.models.safetensors_shards import stored_tensors
+
+    stored = stored_tensors(directory)
+    roots = [transformers_model(m) for m in models]
+    for root in roots:
+        wanted = {n: p for n, p in root.named_parameters() if _local(p).is_meta}
+        names = {n: n.replace(".base_layer.", ".") for n in wanted}
+        missing = sorted(n for n, f in names.items() if f not in stored)
+        wrong = sorted(n for n, f in names.items()
+                       if f in stored and tuple(wanted[n].shape) != stored[f].shape)
+        if missing or wrong:
+            raise ValueError(
+                f"the checkpoint in {directory} does not fit the model built from its config: "
+                f"missing {missing[:5]} ({len(missing)}), other shape {wrong[:5]} ({len(wrong)})"
+            )
+        aliases = _aliases(root)
+        units = [("", root), *_layer_prefixes(root)]
+        prefixes = tuple(prefix for prefix, _ in units[1:])
+        for prefix, unit in units:
+            part = {}
+            for name in [n for n in wanted if n.startswith(prefix)
+                         and (prefix or not n.startswith(prefixes))]:
+                param = wanted[name]
+                if not isinstance(param, DTensor) or param.placements != (Shard(0),):
+                    raise ValueError(f"{name}: expected FSDP2's dim-0 shard, got {param!r}")
+                mesh = param.device_mesh
+                rows = param.shape[0]
+                chunk = -(-rows // mesh.size())
+                start = mesh.get_local_rank() * chunk
+                local = stored[names[name]].read_rows(start, start + chunk).to(param.dtype)
+                part[name.removeprefix(prefix)] = DTensor.from_local(
+                    local, mesh, param.placements, run_check=False, shape=param.shape,
+                    stride=param.stride(),
+                )
+            unit.load_state_dict(part, strict=False, assign=True)
+        for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
+            owner, _, attr = alias.rpartition(".")
+            setattr(root.get_submodule(owner), attr, root.get_parameter(name))
         left = [n for n, p in root.named_parameters() if _local(p).is_meta]
         if left:
             raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
