@@ -210,8 +210,7 @@ def plan_estimate(args: argparse.Namespace, params_dtype_bytes: int) -> dict:
         "load_files_any_rank": files.peak("load"),
         "load_rank0_rank0": rank0.peak("load"),
         "load_rank0_other": state + shape.largest_unit * params_dtype_bytes,
-        "save_rank0_above_state": save["one shard of the policy"]
-        + save["rank 0's rows of the arriving weight, cast"],
+        "save_rank0_above_state": save["one shard of the policy"],
         "params": shape.params,
     }
 

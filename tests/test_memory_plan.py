@@ -26,6 +26,24 @@ def test_sharded_training_state_is_16_bytes_per_parameter_over_the_ranks():
     assert plan.phases["load"] == {"rank 0's read of the weights": 16_060_000_000,
                                    "slices of the unit being filled": 262_668_288}
     assert plan.device_bytes is None and plan.over == [] and plan.advice == []
+    # save, rank 0: the state and one 5e9 B shard (the default max_shard_gb, above the largest
+    # float32 weight, 525,336,576 x 4 B = 2.1e9)
+    assert plan.phases["save"] == {**{k: update[k] for k in update if "fp32" in k},
+                                   "one shard of the policy": 5_000_000_000}
+
+
+def test_reading_own_rows_from_files_loads_shards_plus_one_slice():
+    plan = memory_plan(LLAMA8B, PlanSettings(ranks=8, load_bytes=2, read_files=True))
+    # every rank: its float32 shards, 8.03e9 x 4 B / 8, plus its bf16 rows of the largest
+    # tensor, 525,336,576 x 2 B / 8
+    assert plan.phases["load"] == {"own shards read from the files": 4_015_000_000,
+                                   "one slice in flight": 131_334_144}
+
+
+def test_a_weight_larger_than_a_shard_is_a_shard_of_its_own():
+    plan = memory_plan(LLAMA8B, PlanSettings(ranks=8, max_shard_bytes=10**9, save_bytes=2))
+    # the embedding in bf16, 525,336,576 x 2 B, is above the 1e9 B limit
+    assert plan.phases["save"]["one shard of the policy"] == 1_050_673_152
 
 
 def test_activation_estimate_follows_korthikanti_without_the_score_term():

@@ -15,10 +15,9 @@ plan at start and names the knob to turn when a phase exceeds the device. Four p
 - **update**: the training state, two gathered units in the compute dtype (the one computing and
   the one prefetched), activations; vLLM sleeps (sleep mode) and holds nothing.
 - **save** (rank 0): the training state plus one shard of the final policy, the arriving weight
-  included (the shard is written before a weight that would not fit is gathered; a weight
-  larger than a shard is a shard of its own), and rank 0's own rows of that weight cast,
-  ``largest_tensor * save_bytes / N``. (A LoRA-adapted weight is merged in float32 before its
-  cast: not counted.)
+  included: the shard is written before a weight that would not fit is gathered, a weight
+  larger than a shard is a shard of its own, and the other ranks cast their rows before sending
+  them. (A LoRA-adapted weight is merged in float32 before its cast: not counted.)
 
 On a GPU the load phase and the shard being written are host memory, so only rollout and update
 are checked against the device.
@@ -190,8 +189,6 @@ def memory_plan(shape: ModelShape, s: PlanSettings) -> MemoryPlan:
             "one shard of the policy": min(max(s.max_shard_bytes,
                                                s.save_bytes * shape.largest_tensor),
                                            s.save_bytes * shape.params),
-            "rank 0's rows of the arriving weight, cast": shape.largest_tensor * s.save_bytes // n
-            if s.sharded else 0,
         },
     }
     plan = MemoryPlan(phases, s.device_bytes)

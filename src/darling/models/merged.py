@@ -22,11 +22,11 @@ def full(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor
 def full_on_rank0(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
     """The whole tensor on the mesh's first rank, in ``dtype`` if given, None on the others (a
     collective). A DTensor sharded on dim 0 over a one-dimensional mesh (FSDP2's layout) is
-    cast by each rank (its own rows), then sent rank by rank (``send``/``recv``) straight into
-    one buffer of ``dtype`` on that rank: the other ranks never hold the full tensor, and that
-    rank holds it once, never in the master dtype when another is asked (``full_tensor``
-    all-gathers it to every rank, through a padded buffer and its unpadded copy). Other layouts
-    fall back to ``full``.
+    cast by each other rank (its own rows), then sent rank by rank (``send``/``recv``) straight
+    into one buffer of ``dtype`` on the first rank, which casts its own rows as it copies them
+    in: the other ranks never hold the full tensor, and that rank holds it once, never in the
+    master dtype when another is asked (``full_tensor`` all-gathers it to every rank, through a
+    padded buffer and its unpadded copy). Other layouts fall back to ``full``.
     """
     import torch.distributed as dist
 
@@ -39,17 +39,20 @@ def full_on_rank0(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> tor
     group, world = mesh.get_group(), mesh.size()
     rows = tensor.shape[0]
     chunk = -(-rows // world)  # torch.chunk's rows per rank; the last ranks may hold fewer
-    local = tensor.to_local() if dtype is None else tensor.to_local().to(dtype)
-    if local.shape[0] < chunk:
-        local = torch.cat([local, local.new_zeros((chunk - local.shape[0], *local.shape[1:]))])
+    local = tensor.to_local()
     if mesh.get_local_rank() != 0:
+        if dtype is not None:
+            local = local.to(dtype)
+        if local.shape[0] < chunk:
+            local = torch.cat([local, local.new_zeros((chunk - local.shape[0], *local.shape[1:]))])
         dist.send(local.contiguous(), dst=dist.get_global_rank(group, 0), group=group)
         return None
     # point-to-point into views of one buffer: gloo's gather would receive into a flat buffer of
-    # its own and copy out of it, holding the full tensor twice
-    buffer = local.new_empty((chunk * world, *local.shape[1:]))
+    # its own and copy out of it, holding the full tensor twice; rank 0's own rows are cast as
+    # they are copied in
+    buffer = local.new_empty((chunk * world, *local.shape[1:]), dtype=dtype or local.dtype)
     parts = buffer.split(chunk)
-    parts[0].copy_(local)
+    parts[0][: local.shape[0]].copy_(local)
     for r in range(1, world):
         dist.recv(parts[r], src=dist.get_global_rank(group, r), group=group)
     return buffer[:rows]
