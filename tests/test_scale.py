@@ -277,3 +277,33 @@ def _gather_to_rank0(rank: int, world: int, port: int):
 
 def test_sharded_weights_are_gathered_whole_on_rank0_only():
     mp.spawn(_gather_to_rank0, args=(2, _free_port()), nprocs=2)
+
+
+def test_checkpoint_dir_finds_local_safetensors_and_cached_hub_snapshots(tmp_path, monkeypatch):
+    """Where each rank can read its own rows: a directory with safetensors, or a hub id already
+    in the local cache (no network); weights built in code, a missing id, or a directory
+    without safetensors go through rank 0."""
+    import huggingface_hub.constants
+
+    from darling.models.loading import checkpoint_dir
+    from darling.models.safetensors_shards import write_safetensors
+
+    def spec(source, path=None):
+        return OmegaConf.structured(ModelSpec(source=source, path=path))
+
+    local = tmp_path / "local"
+    local.mkdir()
+    assert checkpoint_dir(spec("pretrained", str(local))) is None  # no safetensors in it
+    write_safetensors(local / "model.safetensors", {"w": torch.ones(2)})
+    assert checkpoint_dir(spec("pretrained", str(local))) == local
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--org--model" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (cache / "models--org--model" / "refs").mkdir()
+    (cache / "models--org--model" / "refs" / "main").write_text("abc123")
+    write_safetensors(snapshot / "model.safetensors", {"w": torch.ones(2)})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert checkpoint_dir(spec("pretrained", "org/model")) == snapshot
+    assert checkpoint_dir(spec("pretrained", "org/not-downloaded")) is None
+    assert checkpoint_dir(spec("tiny")) is None

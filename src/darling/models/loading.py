@@ -93,17 +93,27 @@ def load_policy(spec: Any, seed: int = 0, on_meta: bool = False) -> tuple[torch.
 
 
 def checkpoint_dir(spec: Any) -> Path | None:
-    """The local directory whose safetensors files hold ``spec``'s weights (SmolLM2's converted
-    copy; ``model.path`` of ``source=pretrained`` when it is a directory with safetensors), or
-    None for weights built in code or named by a hub id (read by ``from_pretrained``)."""
+    """The local directory whose safetensors files hold ``spec``'s weights: SmolLM2's converted
+    copy; for ``source=pretrained``, ``model.path`` when it is such a directory, or the snapshot
+    of a hub id already in the local Hugging Face cache (looked up without the network). None
+    for weights built in code or a hub id not downloaded yet (``from_pretrained`` fetches it)."""
     from darling.models.safetensors_shards import has_safetensors
     from darling.models.smollm2 import smollm2_path
 
     if spec.source == "smollm2":
         return Path(smollm2_path())
-    if spec.source == "pretrained" and spec.path and has_safetensors(spec.path):
-        return Path(spec.path)
-    return None
+    if spec.source != "pretrained" or not spec.path:
+        return None
+    path = Path(spec.path)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+        try:
+            path = Path(snapshot_download(str(spec.path), local_files_only=True))
+        except (HFValidationError, LocalEntryNotFoundError):  # from_pretrained decides
+            return None
+    return path if has_safetensors(path) else None
 
 
 @contextlib.contextmanager
