@@ -30,7 +30,7 @@ import numpy as np
 
 from darling.errors import BadFileError, MissingPathError, is_hub_name, one_line
 from darling.partition.calibration import best_f1_threshold
-from darling.partition.unionfind import partition
+from darling.partition.unionfind import union_find_partition
 
 SHORT_ANSWER_MAX_WORDS = 5
 """Spec section 2: the short-answer rule applies when both responses have at most 5 words."""
@@ -204,11 +204,11 @@ class PairClassifier:
         group_ids: Sequence[Hashable],
         rows: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """The ``Partition`` protocol (``darling.partition.keyed``): classes are the connected
-        components of the within-group pairs with ``p > threshold_`` (``partition``); the
+        """The ``Partition`` protocol (``darling.partition.protocol``): classes are the connected
+        components of the within-group pairs with ``p > threshold_`` (``union_find_partition``); the
         metrics summarise the pair probabilities. ``rows`` are not used."""
         self.check_is_fitted()
-        return partition(texts, group_ids, self)
+        return union_find_partition(texts, group_ids, self)
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
