@@ -24,8 +24,8 @@ from darling.partition.base import short_answer_rule
 from darling.partition.calibration import roc_auc
 from darling.partition.embed_once import EmbedOnceClassifier, pair_lexical_features
 from darling.partition.lexical import JaccardClassifier
-from darling.partition.pairs_data import load_pairs, split_by_prompt
-from darling.partition.training import evaluate_scores
+from darling.workshop.pairs_data import load_pairs, split_by_prompt
+from darling.workshop.training import evaluate_scores
 
 
 def validation_report(classifier, rows) -> dict[str, float]:

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from darling.partition import partition
 from darling.partition.cross_encoder import CrossEncoderClassifier
 from darling.partition.embed_once import EmbedOnceClassifier
+from darling.partition.unionfind import union_find_partition
 
 COMMON_WORDS = tuple("""
 the of and to in is that for it as was with be by on not he this are or his from at which but
@@ -91,8 +91,8 @@ def main() -> None:
     warm_pairs, warm_labels = [(warm[0], warm[0]), (warm[0], warm[1])], [1, 0]
     embed_once = EmbedOnceClassifier(epochs=0).fit(warm_pairs, warm_labels)
     cross = CrossEncoderClassifier(seed=args.seed, epochs=0).fit(warm_pairs, warm_labels)
-    partition(warm, [0, 0], embed_once)
-    partition(warm, [0, 0], cross)
+    union_find_partition(warm, [0, 0], embed_once)
+    union_find_partition(warm, [0, 0], cross)
 
     rows = []
     for n in args.sizes:
@@ -106,10 +106,12 @@ def main() -> None:
                 cross.pair_logits([texts[i] for i in first[rows_]],
                                   [texts[j] for j in second[rows_]])
 
-        embed_s = best_time(lambda texts=texts, groups=groups: partition(texts, groups, embed_once),
-                            args.repeats)
-        pairwise_s = best_time(lambda texts=texts, groups=groups: partition(texts, groups, cross),
-                               args.repeats)
+        embed_s = best_time(
+            lambda texts=texts, groups=groups: union_find_partition(texts, groups, embed_once),
+            args.repeats)
+        pairwise_s = best_time(
+            lambda texts=texts, groups=groups: union_find_partition(texts, groups, cross),
+            args.repeats)
         one_order_s = best_time(one_order, args.repeats)
         rows.append({
             "n": n,

@@ -14,7 +14,7 @@ from darling.partition.calibration import (
     classification_report,
     roc_auc,
 )
-from darling.partition.pairs_data import load_pairs, prompt_folds, split_by_prompt
+from darling.workshop.pairs_data import load_pairs, prompt_folds, split_by_prompt
 
 
 def _random_case(seed: int, n: int = 60, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +133,7 @@ def test_split_by_prompt_is_disjoint_and_deterministic():
 
 
 def load_pairs_from_dicts(records):
-    from darling.partition.pairs_data import PairRow
+    from darling.workshop.pairs_data import PairRow
 
     return [PairRow(r["prompt"], r["generation_0"], r["generation_1"], r["similar"])
             for r in records]

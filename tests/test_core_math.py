@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from darling.advantages import group_advantages
-from darling.diversity import NgramDiversity, NoDiversity, PartitionDiversity, class_diversity
+from darling.diversity import (
+    EmbeddingDiversity,
+    NgramDiversity,
+    NoDiversity,
+    PartitionDiversity,
+    class_diversity,
+)
 from darling.fusion import (
     fuse_additive,
     fuse_additive_zscore,
@@ -284,3 +290,25 @@ def test_aggregators_shapes_and_length_checks():
             agg(texts, gids[:2], **kwargs)
     scores, _ = NgramDiversity()(texts, gids)
     assert scores[0] == 0.0 and scores[2] == 1.0  # duplicates share every 4-gram
+
+
+def test_embedding_diversity_golden_values():
+    """``diversity=embedding``: the mean cosine distance to the rest of the group, clipped to 1.
+    Group g: a=(1,0), b=(1,1) (not unit: normalised), c=(0,2): d(a,b) = d(b,c) = 1 - 1/sqrt(2),
+    d(a,c) = 1 -> a, c: (1 - 1/sqrt(2) + 1) / 2 = 1 - sqrt(2)/4; b: 1 - 1/sqrt(2). Group h:
+    opposite vectors, distance 2 -> clipped to 1. Group k: one rollout, nothing to differ from
+    -> 0. The encoder is called once, on the whole batch."""
+    vectors = {"a": (1, 0), "b": (1, 1), "c": (0, 2), "d": (1, 0), "e": (-3, 0), "f": (0, 1)}
+    calls = []
+
+    def embed(texts):
+        calls.append(texts)
+        return np.array([vectors[t] for t in texts], dtype=np.float64)
+
+    scores, metrics = EmbeddingDiversity(embed)(list("abcdef"), ["g", "g", "g", "h", "h", "k"])
+    half_root2 = np.sqrt(2) / 2
+    expected = [1 - half_root2 / 2, 1 - half_root2, 1 - half_root2 / 2, 1.0, 1.0, 0.0]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
+    assert scores.dtype == np.float64 and metrics == {} and calls == [list("abcdef")]
+    with pytest.raises(ValueError, match="group_ids"):
+        EmbeddingDiversity(embed)(["a", "b"], ["g"])

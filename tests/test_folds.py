@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from darling.partition.calibration import roc_auc
-from darling.partition.fold_scorers import build_scorers
-from darling.partition.folds import (
+from darling.workshop.fold_scorers import build_scorers
+from darling.workshop.folds import (
     fold_table,
     labeller_folds,
     prompt_source,
     score_folds,
     source_folds,
 )
-from darling.partition.pairs_data import PairRow
+from darling.workshop.pairs_data import PairRow
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "apple river stone cloud music garden silver forest candle window bridge mountain".split()

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from darling.partition.labelling import (
+from darling.quality.judge import JudgeQuality
+from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
+from darling.workshop.labelling import (
     LabelCache,
     PairJudge,
     label_pairs,
     parse_verdict,
     verifier_label,
 )
-from darling.partition.mining import MinedPair, heldout_categories, mine_pairs
-from darling.quality.judge import JudgeQuality
-from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
+from darling.workshop.mining import MinedPair, heldout_categories, mine_pairs
 
 from .chat_server import chat_server
 from .test_folds import build_tiny_encoder
@@ -226,7 +226,7 @@ def test_train_classifier_from_rollouts_end_to_end(tmp_path, tiny_encoder):
     # both classifiers on the human pairs of the validation prompts, the same split as training
     from darling.partition import load_default_classifier
     from darling.partition.calibration import roc_auc
-    from darling.partition.pairs_data import load_pairs, split_by_prompt
+    from darling.workshop.pairs_data import load_pairs, split_by_prompt
 
     _, val = split_by_prompt(load_pairs(human), 0.3, 0)
     human_val = json.loads((run / "classifier" / "human_val.json").read_text())
@@ -247,7 +247,7 @@ def test_calibrate_on_in_domain_end_to_end(tmp_path, tiny_encoder):
     validation pairs alone, and the model card says so."""
     from darling.partition import load_classifier
     from darling.partition.calibration import best_f1_threshold
-    from darling.partition.pairs_data import split_by_prompt
+    from darling.workshop.pairs_data import split_by_prompt
 
     run = tmp_path / "run"
     write_run(run, prompts=12)
@@ -271,7 +271,8 @@ def test_calibrate_on_in_domain_end_to_end(tmp_path, tiny_encoder):
             in card)
     # the same pairs rebuilt from the run: the threshold is their best F1
     from omegaconf import OmegaConf
-    from train_classifier import IN_DOMAIN, load_data
+
+    from darling.workshop.in_domain import IN_DOMAIN, load_data
 
     data = OmegaConf.load(ROOT / "conf/train_classifier/data/rollouts.yaml").data
     data.run, data.path, data.val_fraction = str(run), str(human), 0.3
@@ -301,9 +302,8 @@ def test_heldout_categories_are_seeded_and_bounded():
 def test_heldout_agreement_against_the_verifier(tmp_path, partition, split):
     """On write_run's groups: exact-text classes split every same-answer pair of correct
     rollouts, answer-set classes none; neither merges different answers."""
-    from train_classifier import InDomain, heldout_agreement, read_rollouts
-
     from darling.partition.keyed import AnswerSetPartition, ExactTextPartition
+    from darling.workshop.in_domain import InDomain, heldout_agreement, read_rollouts
 
     write_run(tmp_path / "run")
     records = read_rollouts(tmp_path / "run")
@@ -355,7 +355,8 @@ def test_tiny_training_run_to_in_domain_classifier(tmp_path, tiny_encoder):
 
 def test_calibrate_on_is_validated():
     from omegaconf import OmegaConf
-    from train_classifier import IN_DOMAIN, calibration_labelers
+
+    from darling.workshop.in_domain import IN_DOMAIN, calibration_labelers
 
     def data(source, choice):
         return OmegaConf.create({"source": source, "calibrate_on": choice})

@@ -372,6 +372,6 @@ def test_core_imports_without_heavy_frameworks():
         "import sys\n"
         f"for name in {blocked!r}:\n"
         "    sys.modules[name] = None\n"
-        "import darling.metrics, darling.tasks, darling.tasks.build_builtin\n"
+        "import darling.metrics, darling.tasks, darling.tasks.data.build_builtin\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

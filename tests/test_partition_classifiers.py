@@ -234,7 +234,7 @@ def test_import_is_cheap_and_pure():
         "import darling.partition as p\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "import darling.partition.embed_once, darling.partition.cross_encoder\n"
-        "import darling.partition.lexical, darling.partition.training\n"
+        "import darling.partition.lexical, darling.workshop.training\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -460,8 +460,8 @@ def test_shipped_default_scores_as_its_saved_files_say():
 def test_train_and_calibrate_then_save_with_card(tiny_encoder, tmp_path):
     """The train_classifier.py procedure through the public API only: fit, calibrate on held-out
     prompts, save with the card; the saved folder loads to the same scores and threshold."""
-    from darling.partition.pairs_data import PairRow
-    from darling.partition.training import save_with_card, train_and_calibrate
+    from darling.workshop.pairs_data import PairRow
+    from darling.workshop.training import save_with_card, train_and_calibrate
 
     rows = [PairRow(prompt=f"p{k % 6}", text_a=a, text_b=b, label=y, labeler=f"l{k % 2}")
             for k, ((a, b), y) in enumerate(zip(FIT_PAIRS * 4, FIT_LABELS * 4, strict=True))]
@@ -483,8 +483,8 @@ def test_train_and_calibrate_on_some_labellers(tiny_encoder):
     alone, the report still covers every validation pair, and a choice without both labels is
     refused."""
     from darling.partition.calibration import best_f1_threshold, roc_auc
-    from darling.partition.pairs_data import PairRow, split_by_prompt
-    from darling.partition.training import train_and_calibrate
+    from darling.workshop.pairs_data import PairRow, split_by_prompt
+    from darling.workshop.training import train_and_calibrate
 
     rows = [PairRow(prompt=f"p{k % 6}", text_a=a, text_b=b, label=y, labeler=f"l{k % 2}")
             for k, ((a, b), y) in enumerate(zip(FIT_PAIRS * 4, FIT_LABELS * 4, strict=True))]

@@ -264,7 +264,7 @@ def test_paper_math_runs_scaled_down(compose_cfg, tmp_path):
 
 
 def test_math_task_files_are_reproducible_checked_and_disjoint(tmp_path):
-    from darling.tasks import build_math
+    from darling.tasks.data import build_math
     from darling.tasks.prompts import DATA_DIR, load_prompts
 
     build_math.main(["--out", str(tmp_path)])

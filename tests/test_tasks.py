@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from darling.tasks import answers as answers_module
-from darling.tasks import build_builtin, prompts
+from darling.tasks import prompts
 from darling.tasks.answers import (
     MathVerifyError,
     answer_in_set,
@@ -18,6 +18,7 @@ from darling.tasks.answers import (
     math_equivalent,
     normalise_answer,
 )
+from darling.tasks.data import build_builtin
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
 
 

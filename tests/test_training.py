@@ -222,7 +222,7 @@ def test_training_with_the_answer_set_partition(compose_cfg, tmp_path):
     train(compose_cfg(*tiny, "classifier=answer_set", "trainer.max_steps=1"), tmp_path)
     (row,) = _metrics(tmp_path)
     assert 1 <= float(row["diversity/classes_per_group"]) <= 4
-    assert "diversity/pairs" not in row or not row["diversity/pairs"]  # no pair was scored
+    assert "partition/pairs" not in row or not row["partition/pairs"]  # no pair was scored
 
 
 def test_on_policy_update_reuses_the_gradient_forward(compose_cfg, tmp_path, monkeypatch):

@@ -9,11 +9,14 @@ from darling.partition.keyed import (
     AnswerSetPartition,
     ExactTextPartition,
     MathAnswerPartition,
-    Partition,
     labels_from_keys,
-    partition_rollouts,
 )
-from darling.partition.unionfind import partition, union_find_labels, within_group_pairs
+from darling.partition.protocol import Partition, partition_rollouts
+from darling.partition.unionfind import (
+    union_find_labels,
+    union_find_partition,
+    within_group_pairs,
+)
 from darling.tasks.prompts import PromptRow
 
 
@@ -49,7 +52,7 @@ def test_within_group_pairs_counts():
 def test_partition_never_crosses_groups_and_scores_once():
     clf = FirstWordClassifier()
     texts = [long("apple", 0), long("apple", 1), long("apple", 2), long("pear", 3)]
-    labels, metrics = partition(texts, [0, 0, 1, 1], clf)
+    labels, metrics = union_find_partition(texts, [0, 0, 1, 1], clf)
     assert clf.calls == 1  # one batched call for the whole batch
     assert labels[0] == labels[1] and labels[1] != labels[2] and labels[2] != labels[3]
     assert metrics["pairs"] == 2
@@ -57,7 +60,7 @@ def test_partition_never_crosses_groups_and_scores_once():
 
 def test_short_answer_rule_before_model():
     clf = FirstWordClassifier()
-    labels, _ = partition(["Lima", "lima.", "Quito"], ["g"] * 3, clf)
+    labels, _ = union_find_partition(["Lima", "lima.", "Quito"], ["g"] * 3, clf)
     assert clf.calls == 0 and labels.tolist() == [0, 0, 1]
 
 
@@ -66,11 +69,11 @@ def test_permutation_and_relabelling_invariance():
     words = ["apple", "pear", "fig"]
     texts = [long(words[rng.integers(3)], k) for k in range(12)]
     gids = [k // 4 for k in range(12)]
-    labels, _ = partition(texts, gids, FirstWordClassifier())
+    labels, _ = union_find_partition(texts, gids, FirstWordClassifier())
     div = class_diversity(labels, gids)
     perm = rng.permutation(12)
     relabel = {0: "zeta", 1: "alpha", 2: "mid"}
-    labels_p, _ = partition(
+    labels_p, _ = union_find_partition(
         [texts[i] for i in perm], [relabel[gids[i]] for i in perm], FirstWordClassifier()
     )
     np.testing.assert_allclose(class_diversity(labels_p, [relabel[gids[i]] for i in perm]),
@@ -79,18 +82,18 @@ def test_permutation_and_relabelling_invariance():
 
 def test_partition_length_mismatch_and_nan():
     with pytest.raises(ValueError, match="group_ids"):
-        partition(["a", "b"], [0], FirstWordClassifier())
+        union_find_partition(["a", "b"], [0], FirstWordClassifier())
 
     class NaNClassifier(FirstWordClassifier):
         def _score_indexed(self, texts, index_pairs):
             return np.full(len(index_pairs), np.nan)
 
     with pytest.raises(ValueError, match="NaN"):
-        partition([long("a", 0), long("b", 1)], [0, 0], NaNClassifier())
+        union_find_partition([long("a", 0), long("b", 1)], [0, 0], NaNClassifier())
 
 
 def test_group_of_one_and_empty_texts():
-    labels, metrics = partition(["", "   ", "ok"], [0, 1, 1], FirstWordClassifier())
+    labels, metrics = union_find_partition(["", "   ", "ok"], [0, 1, 1], FirstWordClassifier())
     assert labels.tolist() == [0, 1, 2] and metrics["pairs"] == 1
 
 
@@ -142,7 +145,7 @@ def test_short_answer_words_keep_signs_and_inner_characters():
 
 def test_distinct_short_numbers_are_not_merged_by_the_rule():
     # the rule alone decides short pairs: "1/2", "1/3", "-1", "1" are four classes
-    labels, _ = partition(["1/2", "1/3", "-1", "1"], ["g"] * 4, FirstWordClassifier())
+    labels, _ = union_find_partition(["1/2", "1/3", "-1", "1"], ["g"] * 4, FirstWordClassifier())
     assert labels.tolist() == [0, 1, 2, 3]
 
 

@@ -31,8 +31,8 @@ from darling.metrics.passk import default_ks
 from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
+from darling.partition import partition_rollouts
 from darling.partition.greedy import GreedyPartition
-from darling.partition.keyed import partition_rollouts
 from darling.quality.base import QualityFailure, score_quality
 from darling.quality.secrets import check_api_key_env
 from darling.quality.verifiers import verifier_correctness

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 
-from darling.partition.agreement import class_agreement
+from darling.metrics.agreement import class_agreement
 
 
 def training_signal(

@@ -4,13 +4,15 @@
 on first attribute access, and no encoder is loaded until a classifier scores or fits.
 
 Every partition function implements ``labels(texts, group_ids, rows) -> (labels, metrics)``
-(``Partition``): the pair classifiers (``PairClassifier``, merged by union-find) and the key
-partitions (``AnswerSetPartition``, ``MathAnswerPartition``, ``ExactTextPartition``).
+(``Partition``, ``darling.partition.protocol``): the pair classifiers (``PairClassifier``, merged
+by union-find) and the key partitions (``AnswerSetPartition``, ``MathAnswerPartition``,
+``ExactTextPartition``). Training and evaluation call them through one entry point,
+``partition_rollouts``. The classifiers are fitted offline by ``darling.workshop``.
 
->>> from darling.partition import load_default_classifier  # doctest: +SKIP
->>> labels, metrics = load_default_classifier().labels(texts, group_ids)  # doctest: +SKIP
+>>> from darling.partition import load_default_classifier, partition_rollouts  # doctest: +SKIP
+>>> classifier = load_default_classifier()  # doctest: +SKIP
+>>> labels, metrics = partition_rollouts(texts, group_ids, None, classifier)  # doctest: +SKIP
 """
-
 from __future__ import annotations
 
 import importlib
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from darling.partition.base import PairClassifier, load_classifier, short_answer_rule
-from darling.partition.unionfind import partition
+from darling.partition.protocol import Partition, partition_rollouts
 
 DEFAULT_CLASSIFIER_DIR = Path(__file__).parent / "pretrained" / "default"
 """The shipped classifier (package data), trained by ``train_classifier.py``."""
@@ -28,7 +30,6 @@ _LAZY = {
     "CrossEncoderClassifier": "darling.partition.cross_encoder",
     "NgramOverlapClassifier": "darling.partition.lexical",
     "JaccardClassifier": "darling.partition.lexical",
-    "Partition": "darling.partition.keyed",
     "KeyPartition": "darling.partition.keyed",
     "AnswerSetPartition": "darling.partition.keyed",
     "MathAnswerPartition": "darling.partition.keyed",
@@ -40,7 +41,8 @@ __all__ = [
     "PairClassifier",
     "load_classifier",
     "load_default_classifier",
-    "partition",
+    "Partition",
+    "partition_rollouts",
     "short_answer_rule",
     *_LAZY,
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from darling.errors import BadFileError, MissingPathError, is_hub_name, one_line
 from darling.partition.calibration import best_f1_threshold
-from darling.partition.unionfind import partition
+from darling.partition.unionfind import union_find_partition
 
 SHORT_ANSWER_MAX_WORDS = 5
 """Spec section 2: the short-answer rule applies when both responses have at most 5 words."""
@@ -87,6 +87,17 @@ def short_answer_rule(text_a: str, text_b: str) -> bool | None:
     words_a, words_b = short_answer_words(text_a), short_answer_words(text_b)
     shared = len(set(words_a) & set(words_b))
     return 2 * shared >= max(len(words_a), len(words_b))
+
+
+def short_answer_decisions(pairs: Iterable[Pair]) -> np.ndarray:
+    """``short_answer_rule`` on each pair: 1.0 (equivalent), 0.0 (not), or NaN where the rule
+    does not apply and the model decides. Shape ``(n_pairs,)``, float64.
+
+    >>> short_answer_decisions([("Lima", "lima."), ("Lima", "Quito"), ("a " * 6, "a")]).tolist()
+    [1.0, 0.0, nan]
+    """
+    decisions = [short_answer_rule(a, b) for a, b in pairs]
+    return np.asarray([np.nan if d is None else float(d) for d in decisions], dtype=np.float64)
 
 
 class PairClassifier:
@@ -193,11 +204,11 @@ class PairClassifier:
         group_ids: Sequence[Hashable],
         rows: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """The ``Partition`` protocol (``darling.partition.keyed``): classes are the connected
-        components of the within-group pairs with ``p > threshold_`` (``partition``); the
+        """The ``Partition`` protocol (``darling.partition.protocol``): classes are the connected
+        components of the within-group pairs with ``p > threshold_`` (``union_find_partition``); the
         metrics summarise the pair probabilities. ``rows`` are not used."""
         self.check_is_fitted()
-        return partition(texts, group_ids, self)
+        return union_find_partition(texts, group_ids, self)
 
     def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Equivalence decisions ``p > threshold_``. Shape ``(n_pairs,)``, bool."""
@@ -214,16 +225,13 @@ class PairClassifier:
         """
         self.check_is_fitted()
         index_pairs = np.asarray(index_pairs, dtype=np.int64).reshape(-1, 2)
-        proba = np.empty(len(index_pairs), dtype=np.float64)
-        model_rows = []
-        for k, (i, j) in enumerate(index_pairs):
-            rule = short_answer_rule(texts[i], texts[j]) if self.applies_short_answer_rule else None
-            if rule is None:
-                model_rows.append(k)
-            else:
-                proba[k] = float(rule)
-        if model_rows:
-            rows = np.asarray(model_rows, dtype=np.int64)
+        proba = (
+            short_answer_decisions((texts[i], texts[j]) for i, j in index_pairs)
+            if self.applies_short_answer_rule
+            else np.full(len(index_pairs), np.nan)
+        )
+        rows = np.flatnonzero(np.isnan(proba))
+        if len(rows):
             scores = np.asarray(self._score_indexed(texts, index_pairs[rows]), dtype=np.float64)
             if scores.shape != (len(rows),):
                 raise ValueError(

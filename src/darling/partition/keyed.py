@@ -1,27 +1,15 @@
-"""The partition interface and the key partitions, for tasks whose answers can be read off exactly.
+"""Key partitions, for tasks whose answers can be read off exactly (``darling.partition.protocol``).
 
-Every partition function of darling implements one protocol, ``Partition``:
-
-    labels(texts, group_ids, rows) -> (labels, metrics)
-
-``labels`` has shape ``(N,)``, int64, one class per rollout, classes never crossing groups,
-numbered by first appearance; ``rows[i]`` is the prompt row of ``texts[i]`` (used by key
-partitions, ignored by pair classifiers); ``metrics`` is a dict of floats to log. Two kinds
-implement it:
-
-- a **pair classifier** (``darling.partition.base.PairClassifier``): all within-group pairs are
-  scored, pairs above ``threshold_`` are merged by union-find (``darling.partition.partition``);
-- a **key partition** (``KeyPartition`` here): every rollout gets a hashable key from its text
-  and prompt row; equal keys within a group are one class. No pair is scored, so it costs O(N)
-  and, on a task with a known answer, it is exact: ``AnswerSetPartition`` (answer-set prompts),
-  ``MathAnswerPartition`` (the normalised final answer of a solution), ``ExactTextPartition``
-  (the text itself).
+Every rollout gets a hashable key from its text and prompt row; equal keys within a group are one
+class. No pair is scored, so it costs O(N) and, on a task with a known answer, it is exact:
+``AnswerSetPartition`` (answer-set prompts), ``MathAnswerPartition`` (the normalised final answer
+of a solution), ``ExactTextPartition`` (the text itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -34,15 +22,6 @@ from darling.tasks.answers import (
     normalise_answer,
 )
 from darling.tasks.prompts import row_aliases, row_field
-
-
-@runtime_checkable
-class Partition(Protocol):
-    """``labels(texts, group_ids, rows) -> (labels (N,) int64, metrics)``: see the module doc."""
-
-    def labels(
-        self, texts: Sequence[str], group_ids: Sequence[Hashable], rows: Sequence[Any] | None
-    ) -> tuple[np.ndarray, dict[str, float]]: ...
 
 
 class KeyPartition:
@@ -120,30 +99,3 @@ def labels_from_keys(keys: Sequence[Hashable], group_ids: Sequence[Hashable]) ->
     pairs = zip(group_ids, keys, strict=True)
     labels = [numbering.setdefault(pair, len(numbering)) for pair in pairs]
     return np.asarray(labels, dtype=np.int64)
-
-
-def partition_rollouts(
-    texts: Sequence[str],
-    group_ids: Sequence[Hashable],
-    rows: Sequence[Any] | None,
-    partition: Partition,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """``partition.labels(texts, group_ids, rows)`` with the lengths and the result checked:
-    the one call site of every partition function in training and evaluation."""
-    check_lengths(len(texts), group_ids)
-    if rows is not None and len(rows) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(rows)} prompt rows")
-    if not isinstance(partition, Partition):
-        raise TypeError(
-            f"{type(partition).__name__} is not a partition function: it needs a method "
-            "labels(texts, group_ids, rows) -> (labels, metrics) (a PairClassifier or a "
-            "KeyPartition)"
-        )
-    labels, metrics = partition.labels(texts, group_ids, rows)
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (len(texts),):
-        raise ValueError(
-            f"{type(partition).__name__}.labels returned shape {labels.shape} for {len(texts)} "
-            "texts"
-        )
-    return labels, metrics

@@ -62,7 +62,7 @@ def union_find_labels(n: int, edges: np.ndarray) -> np.ndarray:
     return np.asarray([canonical.setdefault(r, len(canonical)) for r in roots], dtype=np.int64)
 
 
-def partition(
+def union_find_partition(
     texts: Sequence[str],
     group_ids: Sequence[Hashable],
     classifier: ScoresPairs,

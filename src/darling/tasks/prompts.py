@@ -113,7 +113,7 @@ BUILTIN_SETS = {
     "math_heldout": "math_heldout.jsonl",
 }
 """``builtin:<name>`` prompt sets shipped in the package (``tasks/data``): the open-ended task
-and the CPU math task (``darling.tasks.build_math``)."""
+and the CPU math task (``darling.tasks.data.build_math``)."""
 
 
 def resolve_builtin(path: str | Path) -> str | Path:

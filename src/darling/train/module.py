@@ -40,7 +40,7 @@ from darling.losses import (
 )
 from darling.models.frozen import check_frozen, frozen_state, weights_fingerprint
 from darling.models.loading import transformers_model
-from darling.partition.keyed import partition_rollouts
+from darling.partition import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
 from darling.rollout.base import Rollouts
@@ -489,14 +489,14 @@ def _step_metrics(
     scored: ScoredBatch, loss: dict[str, float], logp: dict[str, float],
     seconds: dict[str, float],
 ) -> dict[str, float]:
-    """The step's metrics under namespaced keys (``reward/``, ``diversity/``, ``advantage/``,
-    ``loss/``, ``time/``, ``rollout/``)."""
+    """The step's metrics under namespaced keys (``reward/``, ``partition/``, ``diversity/``,
+    ``advantage/``, ``loss/``, ``time/``, ``rollout/``)."""
     tokens = scored.rollouts.num_tokens
     return {
         **_prefixed("reward", scored.metrics["reward"]),
+        **_prefixed("partition", scored.metrics["pairs"]),
         **_prefixed("diversity", {
             **class_metrics(scored.labels, scored.group_ids),
-            **scored.metrics["pairs"],
             **scored.metrics["diversity"],
             "score_mean": _mean(scored.diversity),
         }),

@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from darling.partition.mining import MinedPair
-from darling.partition.pairs_data import PairRow
+from darling.workshop.mining import MinedPair
+from darling.workshop.pairs_data import PairRow
 
 DEFAULT_JUDGE_PROMPT = Path(__file__).with_name("prompts") / "pair_judge.txt"
 JUDGE_FIELDS = ("{prompt}", "{response_a}", "{response_b}")

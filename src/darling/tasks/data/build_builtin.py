@@ -1,6 +1,6 @@
 """Write the built-in open-ended verifiable task: ``data/builtin_{train,heldout}.jsonl``.
 
-    python -m darling.tasks.build_builtin [--out DIR]
+    python -m darling.tasks.data.build_builtin [--out DIR]
 
 Each category is a question with many correct answers ("Name a planet of the solar system"), so
 quality-only RL can collapse onto one answer while diversity-aware RL should keep several.
@@ -15,14 +15,12 @@ categories are ordered by ``sha256(f"{SEED}:{name}")`` and the first ``HELDOUT_S
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from darling.tasks.prompts import DATA_DIR
+from darling.tasks.data.builder import build_main, write_jsonl
 
 SEED = 2509
 HELDOUT_SHARE = 0.25
@@ -408,22 +406,16 @@ def heldout_categories(categories: Sequence[Category] = CATEGORIES) -> set[str]:
 def write_split_files(out_dir: Path) -> dict[str, Path]:
     """Write ``builtin_train.jsonl`` and ``builtin_heldout.jsonl`` into ``out_dir``."""
     heldout = heldout_categories()
-    lines: dict[str, list[str]] = {"train": [], "heldout": []}
+    rows: dict[str, list[dict]] = {"train": [], "heldout": []}
     for category in CATEGORIES:
-        split = "heldout" if category.name in heldout else "train"
-        lines[split] += [json.dumps(row, ensure_ascii=False) for row in category_rows(category)]
+        rows["heldout" if category.name in heldout else "train"] += category_rows(category)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, split_lines in lines.items():
-        paths[split] = out_dir / f"builtin_{split}.jsonl"
-        paths[split].write_text("\n".join(split_lines) + "\n", encoding="utf-8", newline="\n")
-    return paths
+    return {split: write_jsonl(out_dir / f"builtin_{split}.jsonl", split_rows)
+            for split, split_rows in rows.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder")
-    write_split_files(parser.parse_args(argv).out)
+    build_main(__doc__, write_split_files, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write the CPU math task: ``data/math_{train,heldout}.jsonl``, two-term sums with checked answers.
 
-    python -m darling.tasks.build_math [--out DIR]
+    python -m darling.tasks.data.build_math [--out DIR]
 
 The verifiable regime (spec section 3) needs problems the 135M CPU policy can partly solve: it
 gets about 10% of two-term sums of 1-2 digit numbers right (docs/offline-assets), so the task
@@ -19,13 +19,11 @@ reproduces the files byte for byte.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from darling.tasks.prompts import DATA_DIR
+from darling.tasks.data.builder import build_main, write_jsonl
 
 SEED = 2509
 TRAIN_PER_LEVEL = 60
@@ -61,18 +59,12 @@ def build_rows() -> dict[str, list[dict[str, str]]]:
 
 def write_split_files(out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for split, rows in build_rows().items():
-        path = out_dir / FILES[split]
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        written[split] = path
-    return written
+    return {split: write_jsonl(out_dir / FILES[split], rows)
+            for split, rows in build_rows().items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder")
-    write_split_files(parser.parse_args(argv).out)
+    build_main(__doc__, write_split_files, argv)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from darling.partition.base import short_answer_rule
-from darling.partition.folds import Scorer
-from darling.partition.pairs_data import PairRow
+from darling.partition.base import short_answer_decisions
+from darling.workshop.folds import Scorer
+from darling.workshop.pairs_data import PairRow
 
 CHEAP_BACKENDS = ("jaccard", "ngram", "cosine", "frozen_head")
 TUNED_BACKENDS = ("finetuned", "cross_encoder")
@@ -58,13 +58,10 @@ class _FrozenFeatures:
 
 
 def _with_short_answer_rule(rows: Sequence[PairRow], scores: np.ndarray) -> np.ndarray:
-    """Scores with the pairs of short responses decided by ``short_answer_rule``."""
-    out = np.array(scores, dtype=np.float64)
-    for k, row in enumerate(rows):
-        rule = short_answer_rule(row.text_a, row.text_b)
-        if rule is not None:
-            out[k] = float(rule)
-    return out
+    """Scores with the pairs of short responses decided as every ``PairClassifier`` decides
+    them (``short_answer_decisions``)."""
+    decided = short_answer_decisions((row.text_a, row.text_b) for row in rows)
+    return np.where(np.isnan(decided), np.asarray(scores, dtype=np.float64), decided)
 
 
 def build_scorers(

@@ -20,7 +20,7 @@ from darling.partition.calibration import (
     best_f1_threshold,
     classification_report,
 )
-from darling.partition.pairs_data import PairRow, split_by_prompt
+from darling.workshop.pairs_data import PairRow, split_by_prompt
 
 
 def evaluate_scores(labels: Sequence[int], proba: np.ndarray, threshold: float) -> dict[str, Any]:
