@@ -301,7 +301,7 @@ def card_section(counts: dict, data: DictConfig) -> str:
 
 @hydra.main(config_path="conf/train_classifier", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from darling.train.run import hydra_run_dir
+    from darling.config import hydra_run_dir
 
     with user_errors(hydra_run_dir()):
         run(cfg)

@@ -84,7 +84,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.variant == "after":
         from darling.models.loading import load_policy, transformers_model
-        from darling.train.run import load_policy_weights
+        from darling.train.policy import load_policy_weights
 
         policy, tokenizer = load_policy(spec, seed=0, on_meta=True)
         strategies.shard_model(policy, mesh, sharding)

@@ -12,7 +12,9 @@ from omegaconf import open_dict
 
 from darling.models import load_policy
 from darling.models.frozen import restore_policy
-from darling.train.run import resolve_checkpoint, train, validate
+from darling.train.run import train
+from darling.train.run_dir import resolve_checkpoint
+from darling.train.validation import validate
 from tests.conftest import ROOT, TINY
 
 
@@ -186,12 +188,17 @@ def test_unknown_model_name_lists_the_options(compose_cfg):
         compose_cfg("model=llama_nope")
 
 
-def test_missing_wandb_is_named(compose_cfg, monkeypatch):
-    import darling.train.run as run
+def _uninstalled(monkeypatch, module):
+    """``module`` looks uninstalled to ``importlib.util.find_spec`` (``require_module``)."""
+    import importlib.util
 
-    real = run.importlib.util.find_spec
-    monkeypatch.setattr(run.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == module else real(name, *a))
+
+
+def test_missing_wandb_is_named(compose_cfg, monkeypatch):
+    _uninstalled(monkeypatch, "wandb")
     with pytest.raises(ImportError, match=r"darling\[wandb\]"):
         validate(compose_cfg(*TINY, "logger=wandb"))
 
@@ -199,7 +206,7 @@ def test_missing_wandb_is_named(compose_cfg, monkeypatch):
 def test_wandb_offline_run_resumes_its_run_with_config_and_tags(compose_cfg, tmp_path,
                                                                  monkeypatch):
     pytest.importorskip("wandb")
-    from darling.train.loggers import wandb_run_id
+    from darling.wandb_runs import wandb_run_id
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -281,7 +288,7 @@ def test_dropout_in_the_model_keeps_the_on_policy_ratio_at_one(compose_cfg, tmp_
 
 
 def test_disable_dropout_zeroes_modules_attributes_and_config():
-    from darling.train.run import disable_dropout
+    from darling.train.policy import disable_dropout
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
     net.config = type("Config", (), {})()
@@ -292,18 +299,14 @@ def test_disable_dropout_zeroes_modules_attributes_and_config():
 
 
 def test_parquet_prompts_without_pandas_name_the_extra(compose_cfg, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pandas" else real(name, *a))
+    _uninstalled(monkeypatch, "pandas")
     with pytest.raises(ImportError, match=r"prompts\.parquet.*darling\[parquet\]"):
         validate(compose_cfg(*TINY, "data.train_path=prompts.parquet"))
 
 
 def test_loggers_do_not_import_the_run_module():
     code = (
-        "import sys, importlib.util, darling.train.loggers as loggers\n"
+        "import sys, importlib.util, darling.loggers as loggers\n"
         "importlib.util.find_spec = lambda name, *a: None\n"
         "try:\n    loggers.wandb_logger('.', 'p', 'g', 'n')\nexcept ImportError:\n    pass\n"
         "print('darling.train.run' in sys.modules)"
