@@ -3,7 +3,8 @@
 A user who writes the key itself (``quality.api_key_env=sk-...``) would have it saved in
 ``config.yaml`` and in Hydra's ``.hydra/config.yaml`` and ``overrides.yaml``. ``check_api_key_env``
 refuses such a value before anything else is written, and removes it from the files Hydra has
-already written for the run. Train and evaluate both call it first.
+already written for the run. Train and evaluate both call it first; a config check
+(``darling.train.validation``) calls ``refuse_api_key``, which refuses alike and writes nothing.
 """
 
 from __future__ import annotations

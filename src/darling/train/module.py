@@ -87,7 +87,7 @@ class DarlingModule(L.LightningModule):
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
-        self.run_meaning = run_meaning  # the settings a resume must keep (run.run_meaning)
+        self.run_meaning = run_meaning  # the settings a resume must keep (resume.run_meaning)
         # A tuple keeps the frozen reference out of the module tree: it is not trained, not
         # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
         self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
@@ -393,7 +393,7 @@ class DarlingModule(L.LightningModule):
         checkpoint["darling"] = {
             "rollout_step": self.rollout_step,
             "frozen_fingerprint": self._frozen_fingerprint(),
-            "config": self.run_meaning,  # checked before a resume (run.check_checkpoint_config)
+            "config": self.run_meaning,  # checked before a resume (resume.check_checkpoint_config)
         }
         if not isinstance(self.trainer.strategy, ModelParallelStrategy):
             for name in frozen:
