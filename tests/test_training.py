@@ -1,6 +1,7 @@
 """Training on the tiny model: parameters move, resume is exact, bad input fails clearly."""
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -38,9 +39,25 @@ def test_two_steps_change_the_parameters(compose_cfg, tmp_path):
     assert trained["darling"]["rollout_step"] == 2 and trained["global_step"] == 2
     metrics = _metrics(tmp_path)
     assert len(metrics) == 2
-    for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total",
-                "rollout/tokens_per_s", "time/generate"):
-        assert key in metrics[0]
+    rollouts = [json.loads(line) for line in (tmp_path / "rollouts" / "rank0.jsonl").open()]
+    for step, row in enumerate(metrics):
+        # each row summarises its step's 2 prompts x 4 rollouts, as rollouts/rank0.jsonl has them
+        mine = [r for r in rollouts if r["step"] == step]
+        assert len(mine) == 8 and int(row["step"]) == step
+        value = {key: float(v) for key, v in row.items() if v != ""}
+        assert value["reward/quality_mean"] == pytest.approx(
+            sum(r["quality"] for r in mine) / 8, rel=1e-12)
+        assert value["reward/mean"] == pytest.approx(sum(r["reward"] for r in mine) / 8,
+                                                     rel=1e-12)
+        classes = {}
+        for r in mine:
+            classes.setdefault(r["group_id"], set()).add(r["class"])
+        assert value["diversity/classes_per_group"] == sum(map(len, classes.values())) / 2
+        assert value["loss/total"] == value["loss/policy"]  # kl_coef = 0: nothing added
+        assert value["loss/ratio_mean"] == 1.0  # on-policy: pi_theta / pi_old = 1 per token
+        assert value["time/generate"] > 0
+        assert value["rollout/tokens_per_s"] == pytest.approx(
+            value["rollout/tokens"] / value["time/generate"], rel=1e-12)
     assert (tmp_path / "policy" / "model.safetensors").is_file()
     assert (tmp_path / "config.yaml").is_file()
 
