@@ -5,11 +5,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from darling.config import hydra_run_dir
 from darling.errors import check_command_line, user_errors
 from darling.eval.compare import compare
 from darling.eval.config import check_eval_command_line, register_eval_configs
 from darling.eval.run import evaluate, log_comparison
-from darling.train.run import hydra_run_dir
 
 register_eval_configs()
 

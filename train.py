@@ -5,9 +5,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from darling.config import hydra_run_dir
 from darling.errors import check_command_line, user_errors
 from darling.train.config import register_configs
-from darling.train.run import hydra_run_dir, train
+from darling.train.run import train
 
 register_configs()
 

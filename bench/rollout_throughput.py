@@ -34,10 +34,10 @@ from hydra import compose, initialize_config_dir
 
 from darling.models import load_policy
 from darling.models.loading import DTYPES
+from darling.rollout.engines import build_engine
+from darling.tasks.chat import chat_prompt
 from darling.tasks.prompts import builtin_path, load_prompts
 from darling.train.config import register_configs
-from darling.train.data import chat_prompt
-from darling.train.run import build_engine
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -60,7 +60,7 @@ def measure(engine: str, overrides: list[str], args: argparse.Namespace) -> dict
     policy.to(args.device, DTYPES[cfg.model.dtype])
     rows = load_prompts(builtin_path("train"))[: args.prompts]
     prompts = [chat_prompt(tokenizer, row.prompt, cfg.data.system_prompt) for row in rows]
-    engine_ = build_engine(cfg)
+    engine_ = build_engine(cfg.rollout)
     start = time.perf_counter()
     engine_.bind(policy, tokenizer)
     start_s = time.perf_counter() - start

@@ -105,7 +105,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
             strategies.fill_shards_from_files([policy], spec.path)
         else:
             from darling.models.loading import transformers_model
-            from darling.train.run import load_policy_weights
+            from darling.train.policy import load_policy_weights
 
             source = {}
             if rank == 0:

@@ -111,12 +111,13 @@ def _trl_steps(steps: int, workdir: Path) -> list[float]:
 def _darling_steps(steps: int, workdir: Path, reward: str) -> list[float]:
     from hydra import compose, initialize_config_dir
 
-    import darling.train.run as run
+    import darling.train.build as build
     from darling.train.config import register_configs
+    from darling.train.run import train
 
     seconds: list[float] = []
 
-    class TimedModule(run.DarlingModule):
+    class TimedModule(build.DarlingModule):
         def on_train_batch_start(self, batch, batch_idx):
             self._bench_start = time.perf_counter()
 
@@ -132,8 +133,8 @@ def _darling_steps(steps: int, workdir: Path, reward: str) -> list[float]:
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    run.DarlingModule = TimedModule
-    run.train(cfg, workdir)
+    build.DarlingModule = TimedModule
+    train(cfg, workdir)
     return seconds
 
 

@@ -128,7 +128,7 @@ def test_training_reward_transform():
     ],
 )
 def test_reward_presets_build_the_documented_rule(compose_cfg, overrides, expected):
-    from darling.train.run import build_reward
+    from darling.train.build import build_reward
 
     reward = build_reward(compose_cfg("model=tiny", *overrides).reward)
     rewards, _ = training_reward(np.array([1.0, 0.5]), np.array([0.0, 0.5]), [0, 0], reward)

@@ -10,8 +10,8 @@ from darling.eval.compare import compare
 from darling.eval.dashboard import dashboard_spec, spec_keys, to_report
 from darling.eval.run import evaluate, log_comparison
 from darling.train.callbacks import ROLLOUT_TABLE_COLUMNS, ROLLOUT_TABLE_KEY
-from darling.train.loggers import wandb_identity
 from darling.train.run import train
+from darling.wandb_runs import wandb_identity
 from tests.conftest import TINY
 from tests.test_evaluation import EVAL_TINY, compose_eval
 
@@ -155,7 +155,7 @@ def test_rollout_table_adds_one_group_every_n_steps_for_loggers_with_tables():
 
 
 def test_an_evaluation_of_a_run_trained_without_wandb_gets_the_id_it_would_have_had(tmp_path):
-    from darling.train.loggers import wandb_run_id
+    from darling.wandb_runs import wandb_run_id
 
     identity = wandb_identity(tmp_path, "tiny-grpo-w0.0-seed1")
     assert identity == {"id": wandb_run_id(tmp_path, "tiny-grpo-w0.0-seed1"),

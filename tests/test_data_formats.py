@@ -8,8 +8,8 @@ import types
 
 import pytest
 
+from darling.tasks.chat import chat_prompt
 from darling.tasks.prompts import PromptRow, apply_template, load_prompts
-from darling.train.data import chat_prompt
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}]
 

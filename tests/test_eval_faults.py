@@ -190,7 +190,7 @@ def test_plots_module_leaves_the_matplotlib_backend_alone(tmp_path):
 
 
 def test_train_validate_refuses_an_api_key_in_place_of_its_name(compose_cfg):
-    from darling.train.run import validate
+    from darling.train.validation import validate
 
     base = [o for o in TINY if not o.startswith("quality")]
     cfg = compose_cfg(*base, "quality=judge", "quality.base_url=http://x", "quality.model=m",

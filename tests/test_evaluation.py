@@ -110,6 +110,14 @@ def test_failed_quality_rows_are_counted(tmp_path):
     summary = evaluate(cfg, tmp_path / "out")
     assert summary["quality_missing"] == 6.0  # every other generation of 3 prompts x 4
     assert 1.0 <= summary["quality_mean"] <= 10.0
+    # flaky_judge scores generation i as 1 + len(text) % 10 when i is even, else fails: the mean
+    # is over the 6 scored generations only, each kept with its score in generations.jsonl
+    lines = (tmp_path / "out" / "generations.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    expected = [None if i % 2 else 1.0 + len(r["response"]) % 10 for i, r in enumerate(rows)]
+    assert [r["quality"] for r in rows] == expected
+    scored = [q for q in expected if q is not None]
+    assert summary["quality_mean"] == pytest.approx(sum(scored) / len(scored), rel=1e-12)
 
 
 def _open_prompts(tmp_path):
@@ -124,7 +132,14 @@ def test_wandb_logger_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     summary = evaluate(compose_eval(*EVAL_TINY, "logger=wandb"), tmp_path / "out")
-    assert "pass@1" in summary
+    # pass@1 is the mean over prompts of each prompt's share of correct generations
+    rows = [json.loads(line) for line in (tmp_path / "out" / "generations.jsonl").open()]
+    correct = {}
+    for r in rows:
+        correct.setdefault(r["group_id"], []).append(float(r["correct"]))
+    assert len(correct) == 3 and all(len(c) == 4 for c in correct.values())
+    assert summary["pass@1"] == pytest.approx(
+        sum(sum(c) / 4 for c in correct.values()) / 3, rel=1e-12)
     assert list((tmp_path / "out").rglob("*.wandb")), "no offline wandb run was written"
 
 

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from darling.train.run import check_writable, train
+from darling.train.run import train
+from darling.train.run_dir import check_writable
 from tests.conftest import ROOT, TINY, metric_rows
 
 

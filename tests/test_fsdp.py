@@ -23,8 +23,9 @@ from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import weights_fingerprint
 from darling.models.loading import ModelSpec
 from darling.models.tiny import build_tiny_llama
-from darling.train.run import resolve_checkpoint, validate
+from darling.train.run_dir import resolve_checkpoint
 from darling.train.strategies import decoder_layers
+from darling.train.validation import validate
 from tests.conftest import ROOT, TINY, metric_rows
 from tests.helpers import length_quality
 

@@ -10,7 +10,7 @@ from darling.models import load_policy
 from darling.rollout import hf
 from darling.rollout.base import SamplingSpec
 from darling.rollout.hf import HFRollout, SeededSampler, top_p_filter
-from darling.train.data import chat_prompt
+from darling.tasks.chat import chat_prompt
 
 PROMPTS = ["Name a colour.", "Name a planet of the solar system, please, with just the name."]
 

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from darling.partition.cross_encoder import CrossEncoderClassifier, pretrained_cross_encoder
 from darling.partition.encoder import default_encoder_path
-from darling.train.run import validate
+from darling.train.validation import validate
 from tests.conftest import TINY
 
 A = "The capital of France is Paris, a city on the Seine with about two million people."

@@ -5,14 +5,22 @@ scores, checked against values derived by hand."""
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from darling.eval.config import register_eval_configs
-from darling.eval.run import Samples, check_eval_config, score, write_report
+from darling.eval.run import (
+    check_eval_config,
+    eval_partitioner,
+    evaluation_setup,
+    score,
+    write_report,
+)
 from darling.metrics.novelty import noveltybench_score, utility_k
 from darling.partition.base import PairClassifier
 from darling.partition.greedy import greedy_representative_labels
 from darling.partition.unionfind import union_find_labels
+from darling.rollout.base import Samples
 from darling.tasks.prompts import PromptRow
 from tests.conftest import CONF
 
@@ -165,11 +173,12 @@ def test_noveltybench_evaluation_on_the_fixture(tmp_path, partition, distinct, u
     rows = [PromptRow("g1", "Tell me a story.", "open"), PromptRow("g2", "Name a colour.", "open")]
     samples = Samples([_text(t) for t in G1 + G2], ["g1"] * 10 + ["g2"] * 10,
                       [rows[0]] * 10 + [rows[1]] * 10)
-    scores = score(cfg, samples)
+    scores = score(samples, instantiate(cfg.quality), eval_partitioner(cfg))
     assert scores.quality[:10].tolist() == BINS_G1
     expected = GREEDY_G1 if partition == "greedy" else UNION_G1
     assert scores.labels[:10].tolist() == expected
-    metrics = write_report(cfg, tmp_path, samples, scores, {"source": "fixture"})
+    metrics, _ = write_report(tmp_path, samples, scores, 10, [1, 2, 4, 8], utility=True,
+                              setup=evaluation_setup(cfg, {"source": "fixture"}))
     assert metrics["distinct@k"] == pytest.approx(distinct)
     assert metrics["utility@k"] == pytest.approx(utility, abs=1e-12)
     # the same numbers straight from the metric, per prompt

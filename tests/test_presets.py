@@ -12,7 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from darling.eval.run import check_eval_config, evaluate
-from darling.train.run import train, validate
+from darling.train.run import train
+from darling.train.validation import validate
 from tests.conftest import ROOT
 
 SCALED_DOWN = [
@@ -318,7 +319,7 @@ def test_math_cpu_trains_and_evaluates_pass_at_k(tmp_path):
 def test_resume_of_a_run_from_before_the_new_settings(compose_cfg, tmp_path):
     """Runs started before data.prompt_template, data.global_prompts_per_step, experiment and
     model.paper_preset existed resume: a key their config.yaml lacks may stay at null."""
-    from darling.train.run import check_resume_config
+    from darling.train.resume import check_resume_config
 
     cfg = compose_cfg("model=tiny")
     old = OmegaConf.to_container(cfg, resolve=True)

@@ -5,34 +5,47 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
 
 
-def _hydra_cfg(name, *overrides):
+def _composed(name, part, *overrides):
+    """The ``--cfg <part>`` (``hydra`` or ``job``) config that ``train.py`` composes for the
+    sweep ``name``, parsed (interpolations left as written)."""
     out = subprocess.run(
         [sys.executable, "train.py", "--config-dir", "sweeps", "--config-name", name,
-         "--cfg", "hydra", *overrides],
+         "--cfg", part, *overrides],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    return OmegaConf.create(out.stdout)
+
+
+def _sweep(name, *overrides):
+    """The swept parameters of a sweep config: override key -> its values, as Hydra reads
+    them (``a,b,c`` or a sweep function such as ``range(6,20)``)."""
+    return dict(_composed(name, "hydra", *overrides).hydra.sweeper.params)
 
 
 def test_diversity_weight_sweep():
-    cfg = _hydra_cfg("diversity_weight")
-    assert "reward.diversity_weight: 0,0.25,0.5,0.75,1" in cfg and "seed: 0,1,2" in cfg
+    sweep = _sweep("diversity_weight")
+    assert sweep == {"reward.diversity_weight": "0,0.25,0.5,0.75,1", "seed": "0,1,2"}
 
 
 def test_experiment_sweep_differs_only_in_the_reward():
-    cfg = _hydra_cfg("experiment")
-    assert "reward: grpo,darling,ngram,additive,grpo_std,darling_answer" in cfg
+    sweep = _sweep("experiment")
+    assert sweep == {"reward": "grpo,darling,ngram,additive,grpo_std,darling_answer",
+                     "seed": "0,1,2"}
 
 
 def test_slurm_sweep_uses_submitit():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cfg = _hydra_cfg("slurm", "hydra.launcher.partition=gpu")
-    assert "SlurmLauncher" in cfg and "gpus_per_node: 8" in cfg
+    hydra = _composed("slurm", "hydra", "hydra.launcher.partition=gpu").hydra
+    assert hydra.launcher._target_.endswith(".SlurmLauncher")
+    assert (hydra.launcher.partition, hydra.launcher.gpus_per_node,
+            hydra.launcher.tasks_per_node) == ("gpu", 8, 8)
+    assert hydra.sweeper.params["reward.diversity_weight"] == "0,0.25,0.5,0.75,1"
 
 
 def test_run_experiment_trains_evaluates_compares_and_continues(tmp_path):
@@ -69,27 +82,15 @@ def test_pilot_rule_takes_the_first_candidate_that_falls_by_a_third():
 
 
 def test_study2_sweep_is_the_preregistered_design():
-    cfg = _hydra_cfg("study2")
-    assert "reward: grpo,darling,darling_answer" in cfg and "seed: 0,1,2,3,4,5" in cfg
-    out = subprocess.run(
-        [sys.executable, "train.py", "--config-dir", "sweeps", "--config-name", "study2",
-         "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    job = out.stdout
-    assert "n_per_prompt: 8" in job and "lr: 0.0005" in job and "max_steps: 80" in job
+    assert _sweep("study2") == {"reward": "grpo,darling,darling_answer", "seed": "0,1,2,3,4,5"}
+    job = _composed("study2", "job")
+    assert (job.rollout.n_per_prompt, job.optim.lr, job.trainer.max_steps) == (8, 0.0005, 80)
 
 
 def test_study3_sweep_is_study2s_regime_with_new_seeds():
-    cfg = _hydra_cfg("study3")
-    assert "seed: range(6,20)" in cfg and "reward: grpo,darling_answer" in cfg
-    jobs = []
-    for name in ("study2", "study3"):
-        out = subprocess.run(
-            [sys.executable, "train.py", "--config-dir", "sweeps", "--config-name", name,
-             "--cfg", "job", "reward=darling_answer", "seed=7"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-        jobs.append(out.stdout)
+    assert _sweep("study3") == {"seed": "range(6,20)", "reward": "grpo,darling_answer"}
+    jobs = [OmegaConf.to_container(_composed(name, "job", "reward=darling_answer", "seed=7"))
+            for name in ("study2", "study3")]
     assert jobs[0] == jobs[1]  # the same job config, seed for seed: study 2's regime unchanged
 
 

@@ -1,6 +1,7 @@
 """Training on the tiny model: parameters move, resume is exact, bad input fails clearly."""
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from omegaconf import open_dict
 
 from darling.models import load_policy
 from darling.models.frozen import restore_policy
-from darling.train.run import resolve_checkpoint, train, validate
+from darling.train.run import train
+from darling.train.run_dir import resolve_checkpoint
+from darling.train.validation import validate
 from tests.conftest import ROOT, TINY
 
 
@@ -36,9 +39,25 @@ def test_two_steps_change_the_parameters(compose_cfg, tmp_path):
     assert trained["darling"]["rollout_step"] == 2 and trained["global_step"] == 2
     metrics = _metrics(tmp_path)
     assert len(metrics) == 2
-    for key in ("reward/quality_mean", "diversity/classes_per_group", "loss/total",
-                "rollout/tokens_per_s", "time/generate"):
-        assert key in metrics[0]
+    rollouts = [json.loads(line) for line in (tmp_path / "rollouts" / "rank0.jsonl").open()]
+    for step, row in enumerate(metrics):
+        # each row summarises its step's 2 prompts x 4 rollouts, as rollouts/rank0.jsonl has them
+        mine = [r for r in rollouts if r["step"] == step]
+        assert len(mine) == 8 and int(row["step"]) == step
+        value = {key: float(v) for key, v in row.items() if v != ""}
+        assert value["reward/quality_mean"] == pytest.approx(
+            sum(r["quality"] for r in mine) / 8, rel=1e-12)
+        assert value["reward/mean"] == pytest.approx(sum(r["reward"] for r in mine) / 8,
+                                                     rel=1e-12)
+        classes = {}
+        for r in mine:
+            classes.setdefault(r["group_id"], set()).add(r["class"])
+        assert value["diversity/classes_per_group"] == sum(map(len, classes.values())) / 2
+        assert value["loss/total"] == value["loss/policy"]  # kl_coef = 0: nothing added
+        assert value["loss/ratio_mean"] == 1.0  # on-policy: pi_theta / pi_old = 1 per token
+        assert value["time/generate"] > 0
+        assert value["rollout/tokens_per_s"] == pytest.approx(
+            value["rollout/tokens"] / value["time/generate"], rel=1e-12)
     assert (tmp_path / "policy" / "model.safetensors").is_file()
     assert (tmp_path / "config.yaml").is_file()
 
@@ -186,12 +205,17 @@ def test_unknown_model_name_lists_the_options(compose_cfg):
         compose_cfg("model=llama_nope")
 
 
-def test_missing_wandb_is_named(compose_cfg, monkeypatch):
-    import darling.train.run as run
+def _uninstalled(monkeypatch, module):
+    """``module`` looks uninstalled to ``importlib.util.find_spec`` (``require_module``)."""
+    import importlib.util
 
-    real = run.importlib.util.find_spec
-    monkeypatch.setattr(run.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == module else real(name, *a))
+
+
+def test_missing_wandb_is_named(compose_cfg, monkeypatch):
+    _uninstalled(monkeypatch, "wandb")
     with pytest.raises(ImportError, match=r"darling\[wandb\]"):
         validate(compose_cfg(*TINY, "logger=wandb"))
 
@@ -199,7 +223,7 @@ def test_missing_wandb_is_named(compose_cfg, monkeypatch):
 def test_wandb_offline_run_resumes_its_run_with_config_and_tags(compose_cfg, tmp_path,
                                                                  monkeypatch):
     pytest.importorskip("wandb")
-    from darling.train.loggers import wandb_run_id
+    from darling.wandb_runs import wandb_run_id
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -281,7 +305,7 @@ def test_dropout_in_the_model_keeps_the_on_policy_ratio_at_one(compose_cfg, tmp_
 
 
 def test_disable_dropout_zeroes_modules_attributes_and_config():
-    from darling.train.run import disable_dropout
+    from darling.train.policy import disable_dropout
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
     net.config = type("Config", (), {})()
@@ -292,18 +316,14 @@ def test_disable_dropout_zeroes_modules_attributes_and_config():
 
 
 def test_parquet_prompts_without_pandas_name_the_extra(compose_cfg, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pandas" else real(name, *a))
+    _uninstalled(monkeypatch, "pandas")
     with pytest.raises(ImportError, match=r"prompts\.parquet.*darling\[parquet\]"):
         validate(compose_cfg(*TINY, "data.train_path=prompts.parquet"))
 
 
 def test_loggers_do_not_import_the_run_module():
     code = (
-        "import sys, importlib.util, darling.train.loggers as loggers\n"
+        "import sys, importlib.util, darling.loggers as loggers\n"
         "importlib.util.find_spec = lambda name, *a: None\n"
         "try:\n    loggers.wandb_logger('.', 'p', 'g', 'n')\nexcept ImportError:\n    pass\n"
         "print('darling.train.run' in sys.modules)"

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from darling.errors import ConfigError, UserError, one_line
-from darling.train.run import train, validate
+from darling.train.run import train
+from darling.train.validation import validate
 from tests.conftest import CONF, ROOT, TINY
 
 PYTHON_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -346,10 +347,10 @@ def _read_only(monkeypatch, module, *folders):
 def test_read_only_checkpoints_are_refused_before_training(compose_cfg, tmp_path, monkeypatch):
     # 23.15: a read-only checkpoints/ was found only when the first checkpoint was due
     from darling.errors import UnwritableError
-    from darling.train import run
+    from darling.train import run_dir
 
     (tmp_path / "checkpoints").mkdir()
-    _read_only(monkeypatch, run, tmp_path / "checkpoints")
+    _read_only(monkeypatch, run_dir, tmp_path / "checkpoints")
     with pytest.raises(UnwritableError, match="checkpoints is not writable"):
         train(compose_cfg(*TINY), tmp_path)
     assert not (tmp_path / "metrics.csv").exists()

@@ -266,7 +266,7 @@ def test_the_tiny_model_has_a_head_size_vllms_cpu_attention_takes(compose_cfg):
 
 
 def test_importance_weights_need_an_engine_apart_from_the_policy(compose_cfg):
-    from darling.train.run import validate
+    from darling.train.validation import validate
 
     with pytest.raises(ValueError, match="optim.importance_cap=2.0 with rollout=hf"):
         validate(compose_cfg("model=tiny", "optim.importance_cap=2"))

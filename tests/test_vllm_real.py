@@ -175,7 +175,7 @@ def test_a_step_beyond_the_token_budget_samples_each_group_as_alone():
         from darling.rollout.base import SamplingSpec, group_seeds
         from darling.rollout.vllm import VLLMRollout
         from darling.tasks.prompts import builtin_path, load_prompts
-        from darling.train.data import chat_prompt
+        from darling.tasks.chat import chat_prompt
         policy, tokenizer = load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=0)
         engine = VLLMRollout(SamplingSpec(n_per_prompt=8, max_new_tokens=4), dtype="float32",
                              max_prompt_tokens=128, enforce_eager=True, enable_sleep_mode=False)

@@ -10,9 +10,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from darling.config import DataSpec, RolloutSpec
 from darling.errors import MissingPathError
+from darling.models.checkpoints import run_dir_of
 from darling.models.loading import ModelSpec
-from darling.train.config import DataSpec, RolloutSpec
 
 
 @dataclass
@@ -149,15 +150,6 @@ def _listed_paths(value: str) -> list[str]:
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1]
     return [p.strip().strip("'\"") for p in value.split(",") if p.strip()]
-
-
-def run_dir_of(ckpt: str | Path) -> Path:
-    """The run directory behind ``ckpt``: a run dir itself, the parent of its ``policy/``, or the
-    run dir of a checkpoint file (``<run>/checkpoints/x.ckpt`` or ``<run>/x.ckpt``)."""
-    path = Path(ckpt)
-    if path.is_file() or (path / "meta.pt").is_file():  # a file or a sharded checkpoint dir
-        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path.parent if path.name == "policy" else path
 
 
 def register_eval_configs() -> None:

@@ -13,7 +13,7 @@ import json
 import logging
 import pickle
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from darling.config import missing_value_errors
 from darling.errors import BadFileError, ConfigError, ForgetFailedStart, MissingPathError
-from darling.eval.config import HELDOUT, PARTITIONS, run_dir_of
+from darling.eval.config import HELDOUT, PARTITIONS
 from darling.eval.plots import plot_pass_at_k
 from darling.eval.report import evaluation_report
 from darling.metrics.passk import default_ks
-from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
+from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint, run_dir_of
 from darling.models.frozen import restore_policy
 from darling.models.loading import load_policy
 from darling.partition import partition_rollouts
@@ -36,13 +37,13 @@ from darling.partition.greedy import GreedyPartition
 from darling.quality.base import QualityFailure, score_quality
 from darling.quality.secrets import check_api_key_env
 from darling.quality.verifiers import verifier_correctness
-from darling.rollout.base import EVAL_STREAM, group_seeds
+from darling.quiet import silence_known_noise
+from darling.rollout.base import EVAL_STREAM, RolloutEngine, Samples, group_seeds
+from darling.rollout.engines import build_engine
 from darling.tasks.answers import answer_in_set
+from darling.tasks.chat import chat_prompt
 from darling.tasks.prompts import PromptRow, builtin_path, load_prompts
-from darling.train.data import chat_prompt
-from darling.train.loggers import close_logger, uses_wandb, wandb_identity
-from darling.train.quiet import silence_known_noise
-from darling.train.run import build_engine, missing_value_errors
+from darling.wandb_runs import close_logger, uses_wandb, wandb_identity
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +182,6 @@ def _merged(policy: torch.nn.Module) -> torch.nn.Module:
 
 
 @dataclass
-class Samples:
-    """The k generations of each prompt, flat: ``texts``, ``group_ids`` (the prompt id) and
-    ``rows`` (the prompt row of each text), all of length N = prompts x k."""
-
-    texts: list[str]
-    group_ids: list[str]
-    rows: list[PromptRow]
-
-
-@dataclass
 class Scores:
     """What the scorers said about each generation (arrays of shape ``(N,)``): ``quality`` (NaN
     where the quality function failed), class ``labels``, ``correct`` from the prompts' verifier
@@ -214,20 +205,37 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         rows = rows[: cfg.eval.max_prompts]
     policy, tokenizer, info = load_eval_policy(cfg)
     ForgetFailedStart.work_began()  # an error from here on keeps what the evaluation wrote
-    samples = sample(cfg, rows, policy, tokenizer)
+    policy.eval()
+    engine = build_engine(cfg.rollout)
+    engine.bind(policy, tokenizer)
+    prompts = [chat_prompt(tokenizer, r, cfg.data.system_prompt) for r in rows]
+    samples = sample(engine, rows, prompts, int(cfg.eval.k), cfg.seed,
+                     int(cfg.eval.prompts_per_batch))
+    engine.close()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep_previous(out_dir)
     write_generations(out_dir / "generations.jsonl", samples)
     try:
-        scores = score(cfg, samples)
+        scores = score(samples, instantiate(cfg.quality), eval_partitioner(cfg),
+                       instantiate(cfg.eval.embedder) if cfg.eval.embedder else None)
     except QualityFailure as err:
         raise QualityFailure(
             f"{err}; the {len(samples.texts)} generations are kept in "
             f"{out_dir / 'generations.jsonl'}"
         ) from err
     write_generations(out_dir / "generations.jsonl", samples, scores)
-    return write_report(cfg, out_dir, samples, scores, info)
+    k, setup = int(cfg.eval.k), evaluation_setup(cfg, info)
+    summary, plots = write_report(out_dir, samples, scores, k,
+                                  list(cfg.eval.ks) if cfg.eval.ks else default_ks(k),
+                                  bool(cfg.eval.utility), setup)
+    if cfg.logger:
+        logger = eval_logger(cfg.logger, out_dir, info)
+        logger.log_hyperparams({"eval": setup["eval"], "eval_prompts": setup["prompts"]})
+        _log_to_logger(logger, summary, out_dir, plots)
+    log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()
+                                                        if "@" in k or k == "quality_mean"})
+    return summary
 
 
 PREVIOUS = "metrics.previous.json"
@@ -245,49 +253,50 @@ def keep_previous(out_dir: Path) -> None:
                     "%s); pass eval.out_dir=<another folder> to keep both", out_dir, PREVIOUS)
 
 
-def sample(cfg: DictConfig, rows: list[PromptRow], policy: torch.nn.Module, tokenizer: Any
-           ) -> Samples:
-    """``eval.k`` generations per prompt, ``eval.prompts_per_batch`` prompts per engine call."""
-    policy.eval()
-    engine = build_engine(cfg)
-    engine.bind(policy, tokenizer)
+def sample(engine: RolloutEngine, rows: list[PromptRow], prompts: list[str], k: int,
+           seed: int, prompts_per_batch: int) -> Samples:
+    """``k`` generations of each of ``rows`` (``prompts``: their chat-formatted texts) from a
+    bound ``engine``, ``prompts_per_batch`` prompts per call. Prompt ``i`` is group ``i`` of the
+    evaluation stream of ``seed`` (``group_seeds``), so its generations do not depend on the
+    batching."""
     texts, gids, row_of = [], [], []
-    batch = int(cfg.eval.prompts_per_batch)
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
-        prompts = [chat_prompt(tokenizer, r, cfg.data.system_prompt) for r in chunk]
-        seeds = group_seeds(cfg.seed, range(start, start + len(chunk)), int(cfg.eval.k),
-                            stream=EVAL_STREAM)
-        rollouts = engine.generate(prompts, [r.id for r in chunk], seeds=seeds)
-        texts += rollouts.texts
-        gids += rollouts.group_ids
-        row_of += [chunk[i] for i in rollouts.prompt_index]
-    engine.close()
+    for start in range(0, len(rows), prompts_per_batch):
+        chunk = rows[start : start + prompts_per_batch]
+        seeds = group_seeds(seed, range(start, start + len(chunk)), k, stream=EVAL_STREAM)
+        rollouts = engine.generate(prompts[start : start + prompts_per_batch],
+                                   [r.id for r in chunk], seeds=seeds)
+        generated = Samples.of(rollouts, chunk)
+        texts += generated.texts
+        gids += generated.group_ids
+        row_of += generated.rows
     return Samples(texts, gids, row_of)
 
 
-def score(cfg: DictConfig, samples: Samples) -> Scores:
-    """Quality, partition classes, verifier correctness and (optional) embeddings of every
-    generation. Nothing is dropped: a failed quality row stays as NaN (``evaluation_report``
-    counts it)."""
+def eval_partitioner(cfg: DictConfig) -> Any:
+    """The configured classifier, as training uses it (``eval.partition=union_find``) or in
+    NoveltyBench's greedy pass (``greedy``)."""
+    partitioner = instantiate(cfg.classifier)
+    return GreedyPartition(partitioner) if cfg.eval.partition == "greedy" else partitioner
+
+
+def score(samples: Samples, quality_fn: Any, partitioner: Any,
+          embedder: Callable[[list[str]], np.ndarray] | None = None) -> Scores:
+    """Quality, partition classes, verifier correctness and (with an ``embedder``) embeddings of
+    every generation. Nothing is dropped: a failed quality row stays as NaN
+    (``evaluation_report`` counts it)."""
     texts, rows = samples.texts, samples.rows
-    quality, quality_metrics = score_quality(
-        instantiate(cfg.quality), [r.prompt for r in rows], texts, rows
-    )
+    quality, quality_metrics = score_quality(quality_fn, [r.prompt for r in rows], texts, rows)
     if len(texts) and quality_metrics["failed_share"] == 1.0:
         log.warning("the quality function failed on every one of the %d generations (an "
                     "unreachable judge?): quality metrics are NaN; generations, classes and "
                     "correctness are still reported", len(texts))
-    partitioner = instantiate(cfg.classifier)
-    if cfg.eval.partition == "greedy":
-        partitioner = GreedyPartition(partitioner)
     labels, pair_metrics = partition_rollouts(texts, samples.group_ids, rows, partitioner)
     verifiable = bool(rows) and all(r.kind in ("answers", "ground_truth") for r in rows)
     correct = (
         np.asarray([np.nan if c is None else c for c in verifier_correctness(texts, rows)])
         if verifiable else None
     )
-    embeddings = instantiate(cfg.eval.embedder)(texts) if cfg.eval.embedder else None
+    embeddings = embedder(texts) if embedder is not None else None
     return Scores(quality, labels, correct, embeddings,
                   {**{f"partition/{k}": v for k, v in pair_metrics.items()}})
 
@@ -313,11 +322,23 @@ def write_generations(path: Path, samples: Samples, scores: Scores | None = None
             f.write(json.dumps(record) + "\n")
 
 
-def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Scores,
-                 info: dict[str, Any]) -> dict[str, float]:
-    """The metrics of ``evaluation_report`` over every generation, written to metrics.json /
-    metrics.csv / per_prompt.csv (and pass_at_k.png, the logger) next to the generations."""
-    k = int(cfg.eval.k)
+def evaluation_setup(cfg: DictConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """What ``metrics.json`` records beside the metrics: the policy (``info``, with the
+    ``study`` label), the ``eval`` settings, the prompts, the sampling and the ``protocol``."""
+    if cfg.get("study") is not None:
+        info = {**info, "study": cfg.study}
+    sampling = {key: cfg.rollout.get(key) for key in ("temperature", "top_p", "max_new_tokens")}
+    return {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+            "prompts": str(cfg.data.eval_path or HELDOUT), "sampling": sampling,
+            "protocol": protocol(cfg)}
+
+
+def write_report(out_dir: Path, samples: Samples, scores: Scores, k: int, ks: list[int],
+                 utility: bool, setup: dict[str, Any]) -> tuple[dict[str, float], list[Path]]:
+    """The metrics of ``evaluation_report`` over every generation (pass@``ks``, NoveltyBench's
+    utility@``k`` with ``utility``), written to metrics.json (``setup`` and the metrics),
+    metrics.csv and per_prompt.csv, and the pass@k curve to pass_at_k.png where the prompts are
+    verifiable. Returns the metrics and the plots written."""
     summary, per_prompt = evaluation_report(
         samples.texts,
         samples.group_ids,
@@ -325,19 +346,13 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
         scores.labels,
         correct=scores.correct,
         embeddings=scores.embeddings,
-        ks=list(cfg.eval.ks) if cfg.eval.ks else default_ks(k),
-        utility_scores=bool(cfg.eval.utility),
+        ks=ks,
+        utility_scores=utility,
     )
     summary.update(scores.metrics)
     summary["k"] = float(k)
     _write_csv(out_dir / "per_prompt.csv", per_prompt)
-    if cfg.get("study") is not None:
-        info = {**info, "study": cfg.study}
-    sampling = {key: cfg.rollout.get(key) for key in ("temperature", "top_p", "max_new_tokens")}
-    result = {"run": info, "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-              "prompts": str(cfg.data.eval_path or HELDOUT), "sampling": sampling,
-              "protocol": protocol(cfg),
-              "metrics": summary}
+    result = {**setup, "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _write_csv(out_dir / "metrics.csv", [summary])
     plots = []
@@ -345,18 +360,12 @@ def write_report(cfg: DictConfig, out_dir: Path, samples: Samples, scores: Score
         curve = {int(key.split("@")[1]): (v, 0.0) for key, v in summary.items()
                  if key.startswith("pass@") and not np.isnan(v)}
         if curve:
-            plots.append(plot_pass_at_k({info.get("reward", "base"): curve},
+            plots.append(plot_pass_at_k({setup["run"].get("reward", "base"): curve},
                                         out_dir / "pass_at_k.png"))
-    if cfg.logger:
-        logger = eval_logger(cfg, out_dir, info)
-        logger.log_hyperparams({"eval": result["eval"], "eval_prompts": result["prompts"]})
-        _log_to_logger(logger, summary, out_dir, plots)
-    log.info("evaluation written to %s: %s", out_dir, {k: round(v, 4) for k, v in summary.items()
-                                                        if "@" in k or k == "quality_mean"})
-    return summary
+    return summary, plots
 
 
-def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
+def eval_logger(logger_cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
     """The configured logger of this evaluation. Under ``logger=wandb`` the evaluation of a
     trained run logs into that run's own wandb run (its id, entity, project, group, name, tags:
     ``wandb_identity``), with its files beside the training's in ``<run dir>/wandb``, so one row
@@ -364,11 +373,11 @@ def eval_logger(cfg: DictConfig, out_dir: Path, info: dict[str, Any]) -> Any:
     config is logged again (unchanged for a run trained with wandb; for one trained without, it
     gives the run its arm, so a dashboard can group it)."""
     run_dir = info.get("run_dir")
-    if not (run_dir and uses_wandb(cfg.logger)):
-        return instantiate(cfg.logger, save_dir=str(out_dir))
+    if not (run_dir and uses_wandb(logger_cfg)):
+        return instantiate(logger_cfg, save_dir=str(out_dir))
     run_cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
     identity = wandb_identity(run_dir, run_cfg.get("run_name"))
-    logger = instantiate(cfg.logger, save_dir=str(run_dir), **{
+    logger = instantiate(logger_cfg, save_dir=str(run_dir), **{
         k: identity[k] for k in ("id", "entity", "project", "group", "name", "tags")
         if identity.get(k) is not None})
     logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))

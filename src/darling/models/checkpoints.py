@@ -21,6 +21,15 @@ def is_sharded_checkpoint(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / METADATA_FILE).is_file()
 
 
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The run directory behind ``ckpt``: a run dir itself, the parent of its ``policy/``, or the
+    run dir of a checkpoint file (``<run>/checkpoints/x.ckpt`` or ``<run>/x.ckpt``)."""
+    path = Path(ckpt)
+    if path.is_file() or (path / METADATA_FILE).is_file():  # a file or a sharded checkpoint dir
+        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path.parent if path.name == "policy" else path
+
+
 def load_checkpoint(path: str | Path, prefix: str = "policy.") -> dict[str, Any]:
     """The checkpoint at ``path`` as Lightning's single-file layout: ``{"state_dict": {name: full
     tensor}, "darling": ..., ...}``, with only the weights whose name starts with ``prefix``.

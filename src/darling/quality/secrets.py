@@ -3,7 +3,8 @@
 A user who writes the key itself (``quality.api_key_env=sk-...``) would have it saved in
 ``config.yaml`` and in Hydra's ``.hydra/config.yaml`` and ``overrides.yaml``. ``check_api_key_env``
 refuses such a value before anything else is written, and removes it from the files Hydra has
-already written for the run. Train and evaluate both call it first.
+already written for the run. Train and evaluate both call it first; a config check
+(``darling.train.validation``) calls ``refuse_api_key``, which refuses alike and writes nothing.
 """
 
 from __future__ import annotations
@@ -48,25 +49,41 @@ def check_api_key_env(quality_cfg: Any, hydra_dir: str | Path | None = None) -> 
     (default: the ``.hydra`` folder of the running Hydra job, if any), so the key does not stay
     on disk; then ``ValueError`` says what to change.
     """
-    value = quality_cfg.get("api_key_env") if hasattr(quality_cfg, "get") else None
+    value = _api_key_env(quality_cfg)
     if value is None:
         return
-    value = str(value)
     if looks_like_secret(value):
         scrubbed = scrub(value, hydra_dir if hydra_dir is not None else _hydra_dir())
-        where = f" (removed from {', '.join(map(str, scrubbed))})" if scrubbed else ""
-        raise ConfigError(
-            "quality.api_key_env must be the NAME of an environment variable that holds the key "
-            "(e.g. quality.api_key_env=OPENAI_API_KEY, then export OPENAI_API_KEY=...), not the "
-            f"key itself: keys must never be written to configs{where}. Revoke the key if this "
-            "config was shared."
-        )
+        raise ConfigError(_key_in_config(scrubbed))
     if not os.environ.get(value):
         log.warning(
             "quality.api_key_env=%s but the environment variable %s is not set: judge requests "
             "go out without an Authorization header (fine for a local server, rejected by a "
             "hosted API); export %s=<key> or set quality.api_key_env=null", value, value, value
         )
+
+
+def refuse_api_key(quality_cfg: Any) -> None:
+    """``check_api_key_env``'s refusal alone: no file is touched, nothing is logged (a config
+    check; the run's shell scrubs Hydra's files first)."""
+    value = _api_key_env(quality_cfg)
+    if value is not None and looks_like_secret(value):
+        raise ConfigError(_key_in_config([]))
+
+
+def _api_key_env(quality_cfg: Any) -> str | None:
+    value = quality_cfg.get("api_key_env") if hasattr(quality_cfg, "get") else None
+    return None if value is None else str(value)
+
+
+def _key_in_config(scrubbed: list[Path]) -> str:
+    where = f" (removed from {', '.join(map(str, scrubbed))})" if scrubbed else ""
+    return (
+        "quality.api_key_env must be the NAME of an environment variable that holds the key "
+        "(e.g. quality.api_key_env=OPENAI_API_KEY, then export OPENAI_API_KEY=...), not the "
+        f"key itself: keys must never be written to configs{where}. Revoke the key if this "
+        "config was shared."
+    )
 
 
 def refuse_literal_key(key: str, value: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -43,6 +44,29 @@ class Rollouts:
     @property
     def num_tokens(self) -> int:
         return int(self.response_mask.sum())
+
+
+@dataclass
+class Samples:
+    """Generated texts with the group id and the prompt row of each, all of length N: what
+    quality, partition and diversity read, in training (a step's rollouts) and in evaluation (the
+    k generations of each held-out prompt)."""
+
+    texts: list[str]
+    group_ids: list[Hashable]
+    rows: list[Any]
+    """The prompt row (``darling.tasks.prompts.PromptRow``) each text answers."""
+
+    @classmethod
+    def of(cls, rollouts: Rollouts, rows: Sequence[Any]) -> Samples:
+        """The texts of ``rollouts`` sampled from the prompts of ``rows`` (in ``generate``'s
+        order)."""
+        return cls(rollouts.texts, rollouts.group_ids, [rows[i] for i in rollouts.prompt_index])
+
+    def subset(self, indices: Sequence[int]) -> Samples:
+        """The samples at ``indices``, in that order."""
+        return Samples([self.texts[i] for i in indices], [self.group_ids[i] for i in indices],
+                       [self.rows[i] for i in indices])
 
 
 SEED_SAMPLE_BITS = 36

@@ -43,7 +43,7 @@ from darling.models.loading import transformers_model
 from darling.partition import partition_rollouts
 from darling.quality.base import score_quality
 from darling.rewards import training_reward
-from darling.rollout.base import Rollouts
+from darling.rollout.base import Rollouts, Samples
 from darling.train.data import RolloutBatch
 from darling.train.strategies import (
     FSDP2Strategy,
@@ -97,7 +97,7 @@ class DarlingModule(L.LightningModule):
         self.rollout_step = 0
         self.max_failed_steps, self._failed_streak = max_failed_steps, 0
         self.steps_run, self.rows_scored = 0, 0  # this process: see never_scored
-        self.run_meaning = run_meaning  # the settings a resume must keep (run.run_meaning)
+        self.run_meaning = run_meaning  # the settings a resume must keep (resume.run_meaning)
         # A tuple keeps the frozen reference out of the module tree: it is not trained, not
         # checkpointed (it is the initial policy, rebuilt on resume) and not in the optimiser.
         self._frozen = (self._make_reference(),) if optim.kl_coef > 0 else (None,)
@@ -111,35 +111,49 @@ class DarlingModule(L.LightningModule):
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> dict[str, Any]:
         """One rollout step on the rollouts ``RolloutCallback`` sampled into ``batch``: the
         paper's steps 2-6, then the PPO update. Returns the step's metrics (``StepMetrics`` logs
-        them) and one record per rollout (``RolloutLog``)."""
+        them) and one record per rollout (``RolloutLog``).
+
+        ``N`` rollouts; the ``K`` whose quality was scored (``keep``) go on to partition,
+        diversity, reward and advantage; the rest get advantage 0 and are masked out of the loss.
+        """
         timer = _Timer()
         timer.seconds.update(batch.seconds)
-        scored = ScoredBatch(batch.step, batch.rows, batch.rollouts)
+        rollouts = batch.rollouts
+        samples = Samples.of(rollouts, batch.rows)
         with timer("quality"):
-            self._score_quality(scored)  # 2. quality; failed rows are excluded
+            quality, quality_metrics = self._score_quality(samples)  # 2. (N,), NaN: failed
+        keep = np.flatnonzero(~np.isnan(quality))  # (K,)
+        kept = samples.subset(keep)
         with timer("partition"):
-            self._partition(scored)  # 3. classes of equivalent responses
-            self._diversity(scored)  # 4. Div_i
-        self._reward(scored)  # 5. R_i = fuse(q_i, Div_i)
-        self._advantage(scored)  # 6. A_i = R_i - group mean
+            labels, pair_metrics = self._partition(kept)  # 3. classes of equivalent responses
+            diversity, diversity_metrics = self._diversity(kept, labels, quality[keep])  # 4.
+        rewards, reward_metrics = self._reward(quality[keep], diversity, kept.group_ids)  # 5.
+        advantages, advantage_metrics = self._advantage(rewards, kept.group_ids, keep,
+                                                        len(samples.texts))  # 6.
         with timer("update"):
             loss_metrics, logp_metrics = self._update(
-                scored.rollouts, scored.advantages.to(self.device), scored.token_mask
+                rollouts, advantages.to(self.device), _token_mask(rollouts, keep)
             )
         self.rollout_step = batch.step + 1
-        metrics = _step_metrics(scored, loss_metrics, logp_metrics, timer.seconds)
+        scored = ScoredBatch(
+            batch.step, samples, quality, keep, labels, diversity, rewards, advantages,
+            metrics={"reward": {**reward_metrics, **quality_metrics}, "pairs": pair_metrics,
+                     "diversity": diversity_metrics, "advantage": advantage_metrics},
+        )
+        metrics = _step_metrics(scored, rollouts.num_tokens, loss_metrics, logp_metrics,
+                                timer.seconds)
         for short, key in PROGRESS_BAR.items():
             self.log(short, metrics[key], prog_bar=True, logger=False)
         return {"rollouts": scored.records(), "metrics": metrics}
 
-    def _score_quality(self, scored: ScoredBatch) -> None:
-        rows = scored.rollout_rows
-        scored.quality, metrics = score_quality(
-            self.quality_fn, [r.prompt for r in rows], scored.rollouts.texts, rows
+    def _score_quality(self, samples: Samples) -> tuple[np.ndarray, dict[str, float]]:
+        """``(N,)`` quality of each rollout (NaN where the quality function failed) and its
+        metrics; stops the run after ``max_failed_steps`` steps with none scored."""
+        quality, metrics = score_quality(
+            self.quality_fn, [r.prompt for r in samples.rows], samples.texts, samples.rows
         )
-        scored.keep = np.flatnonzero(~np.isnan(scored.quality))
-        scored.metrics["reward"] = metrics
-        self._check_failed_streak(len(scored.keep))
+        self._check_failed_streak(int(np.count_nonzero(~np.isnan(quality))))
+        return quality, metrics
 
     def _check_failed_streak(self, scored_rows: int) -> None:
         """Stop when no rollout of any process could be scored for ``max_failed_steps`` steps in
@@ -180,29 +194,29 @@ class DarlingModule(L.LightningModule):
         causes = f"; {summary}" if summary else ""
         return f"quality function {name!r} failed (returned None{causes})"
 
-    def _partition(self, scored: ScoredBatch) -> None:
-        scored.labels, scored.metrics["pairs"] = partition_rollouts(
-            scored.texts, scored.group_ids, scored.kept_rows, self.classifier
-        )
+    def _partition(self, kept: Samples) -> tuple[np.ndarray, dict[str, float]]:
+        """``(K,)`` class of each scored rollout within its group, and the pair metrics."""
+        return partition_rollouts(kept.texts, kept.group_ids, kept.rows, self.classifier)
 
-    def _diversity(self, scored: ScoredBatch) -> None:
-        scored.diversity, scored.metrics["diversity"] = self.diversity_fn(
-            scored.texts, scored.group_ids, labels=scored.labels,
-            quality=scored.quality[scored.keep],
-        )
+    def _diversity(self, kept: Samples, labels: np.ndarray, quality: np.ndarray
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+        """``(K,)`` Div_i of each scored rollout, and the diversity function's metrics."""
+        return self.diversity_fn(kept.texts, kept.group_ids, labels=labels, quality=quality)
 
-    def _reward(self, scored: ScoredBatch) -> None:
-        scored.rewards, metrics = training_reward(
-            scored.quality[scored.keep], scored.diversity, scored.group_ids, self.reward_spec
-        )
-        scored.metrics["reward"] = {**metrics, **scored.metrics["reward"]}
+    def _reward(self, quality: np.ndarray, diversity: np.ndarray, group_ids: list[Any]
+                ) -> tuple[np.ndarray, dict[str, float]]:
+        """``(K,)`` fused reward R_i = fuse(q_i, Div_i) (``darling.rewards.training_reward``)."""
+        return training_reward(quality, diversity, group_ids, self.reward_spec)
 
-    def _advantage(self, scored: ScoredBatch) -> None:
-        scored.advantages = torch.zeros(len(scored.rollouts.texts))
-        scored.advantages[scored.keep], scored.metrics["advantage"] = group_advantages(
-            torch.as_tensor(scored.rewards, dtype=torch.float32), scored.group_ids,
+    def _advantage(self, rewards: np.ndarray, group_ids: list[Any], keep: np.ndarray, n: int
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(N,)`` A_i = R_i - group mean for the scored rollouts ``keep``, 0 for the rest."""
+        advantages = torch.zeros(n)
+        advantages[keep], metrics = group_advantages(
+            torch.as_tensor(rewards, dtype=torch.float32), group_ids,
             self.reward_spec.std_normalize,
         )
+        return advantages, metrics
 
     def _update(
         self, rollouts: Rollouts, advantages: torch.Tensor, token_mask: torch.Tensor
@@ -219,10 +233,7 @@ class DarlingModule(L.LightningModule):
         log-probability of the gradient forward itself (as TRL does), not a separate forward."""
         spec, opt = self.optim_spec, self.optimizers()
         ids, attn = rollouts.input_ids.to(self.device), rollouts.attention_mask.to(self.device)
-        mask, start = token_mask.to(self.device), rollouts.response_start
-        sampler = (None if rollouts.sampler_logprobs is None
-                   else rollouts.sampler_logprobs.to(self.device))
-        temperature = self.temperature
+        start = rollouts.response_start
         uses_reference = self._reference is not None or self._uses_lora_reference()
         on_policy = self._on_policy()
         with torch.no_grad():
@@ -230,67 +241,72 @@ class DarlingModule(L.LightningModule):
             for chunk in _micro_batches(np.arange(len(ids)), spec.micro_batch_size):
                 if not on_policy:
                     logp_old.append(self._logprobs(self.policy, ids[chunk], attn[chunk], start,
-                                                   temperature))
+                                                   self.temperature))
                 if uses_reference:
                     logp_ref.append(self._reference_logprobs(ids[chunk], attn[chunk], start,
-                                                             temperature))
-            # on-policy: filled chunk by chunk by the gradient forward (_minibatch_step)
-            logp_old = torch.empty(mask.shape, device=self.device) if on_policy else (
-                torch.cat(logp_old))
-            logp_ref = torch.cat(logp_ref) if uses_reference else None
-        n = len(ids)
+                                                             self.temperature))
+        batch = UpdateBatch(
+            input_ids=ids, attention_mask=attn, response_start=start,
+            token_mask=token_mask.to(self.device), advantages=advantages,
+            logp_old=None if on_policy else torch.cat(logp_old),
+            logp_ref=torch.cat(logp_ref) if uses_reference else None,
+            sampler_logprobs=(None if rollouts.sampler_logprobs is None
+                              else rollouts.sampler_logprobs.to(self.device)),
+        )
         sums: dict[str, float] = {}
         updates = 0
         for _ in range(spec.ppo_epochs):
-            for mb in np.array_split(np.arange(n), spec.mini_batches):
-                stats = self._minibatch_step(
-                    opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
-                    fill_old=on_policy, sampler=sampler,
-                )
+            for mb in np.array_split(np.arange(len(ids)), spec.mini_batches):
+                stats, logp = self._minibatch_step(opt, batch, mb)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 updates += 1
-        logp_metrics = {"logp_mean": float(masked_token_mean(logp_old, mask))}
-        if sampler is not None:
-            gap = sampler_gap(logp_old, sampler, mask)
+        # on-policy: the one mini-batch's gradient forward gave the sampling policy's log-probs
+        logp_old = logp if on_policy else batch.logp_old
+        logp_metrics = {"logp_mean": float(masked_token_mean(logp_old, batch.token_mask))}
+        if batch.sampler_logprobs is not None:
+            gap = sampler_gap(logp_old, batch.sampler_logprobs, batch.token_mask)
             logp_metrics.update({f"sampler/{k}": v for k, v in gap.items()})
         return {k: v / updates for k, v in sums.items()}, logp_metrics
 
-    def _minibatch_step(
-        self, opt, mb, ids, attn, mask, start, temperature, advantages, logp_old, logp_ref,
-        fill_old: bool = False, sampler: torch.Tensor | None = None,
-    ) -> dict[str, float]:
-        """One optimiser step over the rollouts ``mb``; with ``fill_old`` (on-policy) each
-        micro-batch's detached log-probs are first written into ``logp_old``. With
-        ``optim.importance_cap`` and the engine's log-probs ``sampler``, each token's loss is
-        weighted by ``min(pi_old / pi_sampler, cap)`` (``truncated_importance_weights``)."""
-        spec = self.optim_spec
+    def _minibatch_step(self, opt: Any, batch: UpdateBatch, rows: np.ndarray
+                        ) -> tuple[dict[str, float], torch.Tensor]:
+        """One optimiser step over the rollouts ``rows`` of ``batch``. Returns the loss metrics
+        (token-means over the mini-batch) and ``(len(rows), T)`` the detached log-probs of its
+        gradient forwards. Without ``batch.logp_old`` (on-policy) those log-probs are
+        ``pi_old``. With ``optim.importance_cap`` and the engine's log-probs, each token's loss
+        is weighted by ``min(pi_old / pi_sampler, cap)`` (``truncated_importance_weights``)."""
+        spec, mask = self.optim_spec, batch.token_mask
         # Token-mean over the mini-batch of *all* processes: DDP averages gradients over ranks,
         # so each rank weights its loss by world_size * local tokens / global tokens.
         world = self.trainer.world_size
         global_tokens = self.trainer.strategy.reduce(
-            mask[mb].sum().to(torch.float32), reduce_op="sum"
+            mask[rows].sum().to(torch.float32), reduce_op="sum"
         )
         mb_tokens = float(global_tokens.clamp_min(1)) / world
-        corrected = spec.importance_cap is not None and sampler is not None
-        stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
+        corrected = spec.importance_cap is not None and batch.sampler_logprobs is not None
+        stats = {"policy": 0.0, "kl": 0.0, "total": 0.0, "clip_frac": 0.0, "approx_kl": 0.0,
+                 "ratio_mean": 0.0}
         if corrected:
             stats["importance_weight_mean"] = 0.0
+        forwards = []
         opt.zero_grad()
-        for chunk in _micro_batches(mb, spec.micro_batch_size):
+        for chunk in _micro_batches(rows, spec.micro_batch_size):
             share = float(mask[chunk].sum()) / mb_tokens  # token-mean over the whole mini-batch
-            logp = self._logprobs(self.policy, ids[chunk], attn[chunk], start, temperature)
-            if fill_old:
-                logp_old[chunk] = logp.detach()
-            weights = (truncated_importance_weights(logp_old[chunk], sampler[chunk],
+            logp = self._logprobs(self.policy, batch.input_ids[chunk],
+                                  batch.attention_mask[chunk], batch.response_start,
+                                  self.temperature)
+            forwards.append(logp.detach())
+            logp_old = forwards[-1] if batch.logp_old is None else batch.logp_old[chunk]
+            weights = (truncated_importance_weights(logp_old, batch.sampler_logprobs[chunk],
                                                     spec.importance_cap) if corrected else None)
             policy_loss, clip_stats = ppo_clip_loss(
-                logp, logp_old[chunk], advantages[chunk], mask[chunk],
+                logp, logp_old, batch.advantages[chunk], mask[chunk],
                 spec.clip_low, spec.clip_high, spec.dual_clip, token_weights=weights,
             )
             kl = (
-                k3_kl(logp, logp_ref[chunk], mask[chunk])
-                if logp_ref is not None
+                k3_kl(logp, batch.logp_ref[chunk], mask[chunk])
+                if batch.logp_ref is not None
                 else torch.zeros((), device=self.device)
             )
             loss = policy_loss + spec.kl_coef * kl
@@ -298,8 +314,8 @@ class DarlingModule(L.LightningModule):
             stats["policy"] += float(policy_loss.detach()) * share
             stats["kl"] += float(kl.detach()) * share
             stats["total"] += float(loss.detach()) * share
-            stats["clip_frac"] += clip_stats["clip_frac"] * share
-            stats["approx_kl"] += clip_stats["approx_kl"] * share
+            for key in ("clip_frac", "approx_kl", "ratio_mean"):
+                stats[key] += clip_stats[key] * share
             if corrected:
                 stats["importance_weight_mean"] += float(
                     masked_token_mean(weights, mask[chunk])) * share
@@ -310,7 +326,7 @@ class DarlingModule(L.LightningModule):
             grad_norm = grad_norm.full_tensor()
         opt.step()
         stats["grad_norm"] = float(grad_norm)
-        return stats
+        return stats, torch.cat(forwards)
 
     def _on_policy(self) -> bool:
         """One epoch over one mini-batch: the policy that sampled is the one being updated."""
@@ -391,7 +407,7 @@ class DarlingModule(L.LightningModule):
         checkpoint["darling"] = {
             "rollout_step": self.rollout_step,
             "frozen_fingerprint": self._frozen_fingerprint(),
-            "config": self.run_meaning,  # checked before a resume (run.check_checkpoint_config)
+            "config": self.run_meaning,  # checked before a resume (resume.check_checkpoint_config)
         }
         if not isinstance(self.trainer.strategy, ModelParallelStrategy):
             for name in frozen:
@@ -416,65 +432,66 @@ class DarlingModule(L.LightningModule):
 
 
 @dataclass
+class UpdateBatch:
+    """What the PPO update of one rollout batch reads, on the module's device: ``B`` rollouts,
+    ``L`` prompt + response positions, ``T`` response tokens."""
+
+    input_ids: torch.Tensor
+    """``(B, L)`` left-padded prompt then response."""
+    attention_mask: torch.Tensor
+    """``(B, L)``."""
+    response_start: int
+    """Position of the first response token."""
+    token_mask: torch.Tensor
+    """``(B, T)`` response tokens of the scored rollouts (the excluded ones zeroed)."""
+    advantages: torch.Tensor
+    """``(B,)`` A_i."""
+    logp_old: torch.Tensor | None
+    """``(B, T)`` log-probs under the policy that sampled; None on-policy (one epoch, one
+    mini-batch): the gradient forward's own, detached, as TRL does."""
+    logp_ref: torch.Tensor | None
+    """``(B, T)`` log-probs under the frozen reference; None without a KL term."""
+    sampler_logprobs: torch.Tensor | None
+    """``(B, T)`` the engine's own log-probs of its samples; None for an engine that samples
+    from the policy itself."""
+
+
+@dataclass
 class ScoredBatch:
-    """One rollout step's record, filled in the order of the algorithm (spec section 1).
+    """One rollout step's results, in the order of the algorithm (spec section 1).
 
     ``N`` rollouts (prompts x n); ``K`` of them were scored (``keep``), the rest failed quality
     and are excluded from partition, diversity, reward and loss (advantage 0, masked out).
     """
 
     step: int
-    rows: list[Any]
-    """The step's prompt rows; rollout i answers ``rows[rollouts.prompt_index[i]]``."""
-    rollouts: Rollouts
-    quality: np.ndarray | None = None
+    samples: Samples
+    """The ``N`` rollouts' texts, group ids and prompt rows."""
+    quality: np.ndarray
     """``(N,)`` raw scores, NaN where the quality function failed."""
-    keep: np.ndarray | None = None
+    keep: np.ndarray
     """``(K,)`` indices of the scored rollouts."""
-    labels: np.ndarray | None = None
+    labels: np.ndarray
     """``(K,)`` class of each scored rollout within its group."""
-    diversity: np.ndarray | None = None
+    diversity: np.ndarray
     """``(K,)`` Div_i."""
-    rewards: np.ndarray | None = None
+    rewards: np.ndarray
     """``(K,)`` fused reward R_i."""
-    advantages: torch.Tensor | None = None
+    advantages: torch.Tensor
     """``(N,)`` A_i, 0 for excluded rollouts."""
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     """Core metrics by stage: reward (quality included), pairs, diversity, advantage."""
-
-    @property
-    def rollout_rows(self) -> list[Any]:
-        return [self.rows[i] for i in self.rollouts.prompt_index]
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.rollouts.texts[i] for i in self.keep]
-
-    @property
-    def group_ids(self) -> list[Any]:
-        return [self.rollouts.group_ids[i] for i in self.keep]
-
-    @property
-    def kept_rows(self) -> list[Any]:
-        return [self.rows[self.rollouts.prompt_index[i]] for i in self.keep]
-
-    @property
-    def token_mask(self) -> torch.Tensor:
-        """``(N, T)`` response mask with the excluded rollouts zeroed."""
-        mask = self.rollouts.response_mask.clone()
-        mask[np.setdiff1d(np.arange(len(self.quality)), self.keep)] = 0
-        return mask
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready record per rollout of the step (excluded rows carry nulls)."""
         position = {int(i): j for j, i in enumerate(self.keep)}
         records = []
-        for i, text in enumerate(self.rollouts.texts):
+        for i, text in enumerate(self.samples.texts):
             j = position.get(i)
             records.append({
                 "step": self.step,
-                "group_id": self.rollouts.group_ids[i],
-                "prompt_id": self.rows[self.rollouts.prompt_index[i]].id,
+                "group_id": self.samples.group_ids[i],
+                "prompt_id": self.samples.rows[i].id,
                 "response": text,
                 "quality": None if j is None else float(self.quality[i]),
                 "class": None if j is None else int(self.labels[j]),
@@ -485,18 +502,25 @@ class ScoredBatch:
         return records
 
 
+def _token_mask(rollouts: Rollouts, keep: np.ndarray) -> torch.Tensor:
+    """``(N, T)`` response mask with the rollouts not in ``keep`` zeroed."""
+    mask = rollouts.response_mask.clone()
+    mask[np.setdiff1d(np.arange(len(rollouts.texts)), keep)] = 0
+    return mask
+
+
 def _step_metrics(
-    scored: ScoredBatch, loss: dict[str, float], logp: dict[str, float],
+    scored: ScoredBatch, tokens: int, loss: dict[str, float], logp: dict[str, float],
     seconds: dict[str, float],
 ) -> dict[str, float]:
     """The step's metrics under namespaced keys (``reward/``, ``partition/``, ``diversity/``,
-    ``advantage/``, ``loss/``, ``time/``, ``rollout/``)."""
-    tokens = scored.rollouts.num_tokens
+    ``advantage/``, ``loss/``, ``time/``, ``rollout/``); ``tokens``: the response tokens sampled."""
+    texts = len(scored.samples.texts)
     return {
         **_prefixed("reward", scored.metrics["reward"]),
         **_prefixed("partition", scored.metrics["pairs"]),
         **_prefixed("diversity", {
-            **class_metrics(scored.labels, scored.group_ids),
+            **class_metrics(scored.labels, scored.samples.subset(scored.keep).group_ids),
             **scored.metrics["diversity"],
             "score_mean": _mean(scored.diversity),
         }),
@@ -504,7 +528,7 @@ def _step_metrics(
         **_prefixed("loss", loss),
         **_prefixed("time", seconds),
         "rollout/tokens": float(tokens),
-        "rollout/response_len_mean": tokens / max(len(scored.rollouts.texts), 1),
+        "rollout/response_len_mean": tokens / max(texts, 1),
         "rollout/tokens_per_s": tokens / max(seconds["generate"], 1e-9),
         "rollout/step": float(scored.step + 1),
         **_prefixed("rollout", logp),

@@ -51,7 +51,7 @@ one against the package when ``main`` is imported by ``train_classifier.py``).""
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from darling.train.run import hydra_run_dir
+    from darling.config import hydra_run_dir
 
     with user_errors(hydra_run_dir()):
         run(cfg)
