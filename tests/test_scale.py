@@ -36,11 +36,19 @@ def _close():
     dist.destroy_process_group()
 
 
-def _load_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_reference: bool):
-    """One rank: build on meta, shard, fill from rank 0, compare with the single-process load."""
+def _fill_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_reference: bool,
+                      from_files: bool):
+    """One rank: build on meta, shard, fill (each rank reading its own rows of the files at
+    ``model.path``, or from rank 0's load), compare with the single-process load."""
     import copy
 
-    from darling.train.strategies import ShardingSpec, fill_shards, is_on_meta, shard_model
+    from darling.train.strategies import (
+        ShardingSpec,
+        fill_shards,
+        fill_shards_from_files,
+        is_on_meta,
+        shard_model,
+    )
 
     mesh = _init(rank, world, port)
     try:
@@ -52,8 +60,11 @@ def _load_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_re
             models.append(copy.deepcopy(policy).requires_grad_(False))
         for model in models:
             shard_model(model, mesh, ShardingSpec(param_dtype=None))
-        source = transformers_model(load_policy(spec, seed=3)[0]).state_dict() if rank == 0 else {}
-        fill_shards(models, source)
+        if from_files:
+            fill_shards_from_files(models, spec.path)
+        else:
+            full = transformers_model(load_policy(spec, seed=3)[0])
+            fill_shards(models, full.state_dict() if rank == 0 else {})
         expected = transformers_model(load_policy(spec, seed=3)[0]).state_dict()
         for model in models:
             root = transformers_model(model)
@@ -65,8 +76,11 @@ def _load_and_compare(rank: int, world: int, port: int, spec_dict: dict, with_re
                 full = value.full_tensor() if hasattr(value, "full_tensor") else value
                 assert full.dtype == torch.float32, name  # float32 master weights
                 assert torch.equal(full, expected[name]), name
+                if hasattr(value, "to_local") and value.dim():  # its rows only
+                    assert value.to_local().shape[0] <= -(-value.shape[0] // world), name
         if spec.lora.enabled:
-            assert any("lora_A" in k for k in expected)
+            lora = [k for k in expected if "lora_A" in k]
+            assert lora and any(expected[k].abs().sum() > 0 for k in lora)  # drawn, not zero
             trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
             assert trainable and all("lora_" in n for n in trainable)
     finally:
@@ -84,7 +98,8 @@ def test_meta_built_policy_filled_from_rank0_equals_the_single_process_load(spec
 
     spec_dict = asdict(spec)
     spec_dict["lora"] = LoraSpec(**spec_dict["lora"])
-    mp.spawn(_load_and_compare, args=(2, _free_port(), spec_dict, with_reference), nprocs=2)
+    mp.spawn(_fill_and_compare, args=(2, _free_port(), spec_dict, with_reference, False),
+             nprocs=2)
 
 
 def _save_tiny_checkpoint(directory) -> str:
@@ -98,52 +113,6 @@ def _save_tiny_checkpoint(directory) -> str:
     model.to(torch.bfloat16).save_pretrained(directory, max_shard_size="2MB")
     AutoTokenizer.from_pretrained(smollm2_path()).save_pretrained(directory)
     return str(directory)
-
-
-def _read_rows_and_compare(rank: int, world: int, port: int, spec_dict: dict,
-                           with_reference: bool):
-    """One rank: build on meta, shard, read its own rows of the files, compare with the
-    single-process load of the same checkpoint."""
-    import copy
-
-    from darling.train.strategies import (
-        ShardingSpec,
-        fill_shards_from_files,
-        is_on_meta,
-        shard_model,
-    )
-
-    mesh = _init(rank, world, port)
-    try:
-        spec = OmegaConf.structured(ModelSpec(**spec_dict))
-        policy, _ = load_policy(spec, seed=3, on_meta=True)
-        models = [policy]
-        if with_reference:
-            models.append(copy.deepcopy(policy).requires_grad_(False))
-        for model in models:
-            shard_model(model, mesh, ShardingSpec(param_dtype=None))
-        fill_shards_from_files(models, spec.path)
-        expected = transformers_model(load_policy(spec, seed=3)[0]).state_dict()
-        for model in models:
-            root = transformers_model(model)
-            assert not is_on_meta(model)
-            assert root.lm_head.weight is root.model.embed_tokens.weight  # still tied
-            state = root.state_dict()
-            assert state.keys() == expected.keys()
-            for name, value in state.items():
-                local = value.to_local() if hasattr(value, "to_local") else value
-                full = value.full_tensor() if hasattr(value, "full_tensor") else value
-                assert full.dtype == torch.float32, name  # float32 master weights
-                assert torch.equal(full, expected[name]), name
-                if hasattr(value, "to_local") and value.dim():
-                    assert local.shape[0] <= -(-value.shape[0] // world), name  # its rows only
-        if spec.lora.enabled:
-            lora = [k for k in expected if "lora_A" in k]
-            assert lora and any(expected[k].abs().sum() > 0 for k in lora)  # drawn, not zero
-            trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
-            assert trainable and all("lora_" in n for n in trainable)
-    finally:
-        _close()
 
 
 @pytest.mark.slow
@@ -160,7 +129,7 @@ def test_each_rank_reads_its_own_rows_and_equals_the_single_process_load(tmp_pat
     spec = ModelSpec(source="pretrained", path=path, lora=LoraSpec(enabled=lora, r=4))
     spec_dict = asdict(spec)
     spec_dict["lora"] = LoraSpec(**spec_dict["lora"])
-    mp.spawn(_read_rows_and_compare, args=(2, _free_port(), spec_dict, with_reference),
+    mp.spawn(_fill_and_compare, args=(2, _free_port(), spec_dict, with_reference, True),
              nprocs=2)
 
 
