@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import torch
 from torch.distributed.tensor import DTensor, Shard
@@ -58,18 +58,27 @@ def full_on_rank0(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> tor
     return buffer[:rows]
 
 
-def merged_shapes(model: torch.nn.Module) -> list[tuple[str, torch.Size]]:
-    """The names and whole shapes of what ``merged_weights`` yields, in its order, without
-    gathering anything."""
+def _plain_state(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``(transformers name, tensor)`` of every weight of ``model``, adapters left out (a LoRA
+    base layer's weight under the name it has without peft)."""
     if not hasattr(model, "get_base_model"):
-        return [(name, tensor.shape) for name, tensor in model.state_dict().items()]
-    return [(name.replace(".base_layer", ""), tensor.shape)
-            for name, tensor in model.get_base_model().state_dict().items() if "lora_" not in name]
+        return list(model.state_dict().items())
+    return [(name.replace(".base_layer", ""), tensor)
+            for name, tensor in model.get_base_model().state_dict().items()
+            if "lora_" not in name]
+
+
+def merged_shapes(model: torch.nn.Module, skip: Collection[str] = ()
+                  ) -> list[tuple[str, torch.Size]]:
+    """The names and whole shapes of what ``merged_weights(model, skip=skip)`` yields, in its
+    order, without gathering anything."""
+    return [(name, tensor.shape) for name, tensor in _plain_state(model) if name not in skip]
 
 
 @torch.no_grad()
 def merged_weights(
-    model: torch.nn.Module, gather: Gather = full, dtype: torch.dtype | None = None
+    model: torch.nn.Module, gather: Gather = full, dtype: torch.dtype | None = None,
+    skip: Collection[str] = (),
 ) -> Iterator[tuple[str, torch.Tensor | None]]:
     """Yield ``(name, tensor)`` for every weight of ``model`` under its plain transformers name,
     whole (sharded weights gathered one at a time, so at most one full tensor is in flight), with
@@ -82,22 +91,18 @@ def merged_weights(
     Under sharding every rank must consume the whole iterator. ``gather`` makes a sharded tensor
     whole (``full``: on every rank; ``full_on_rank0``: on rank 0, None elsewhere). ``dtype``:
     the dtype of what is yielded; a weight without an adapter is gathered straight into it, an
-    adapted one is summed in its own dtype and cast after.
+    adapted one is summed in its own dtype and cast after. ``skip``: names neither gathered nor
+    yielded (a tied head, which is the embedding again).
     """
-    if not hasattr(model, "get_base_model"):
-        for name, tensor in model.state_dict().items():
-            yield name, gather(tensor, dtype)
-        return
-    base = model.get_base_model()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     lora_layers = {
         f"{name}.weight": module
         for name, module in base.named_modules()
         if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer")
     }
-    for name, tensor in base.state_dict().items():
-        if "lora_" in name:
+    for name, tensor in _plain_state(model):
+        if name in skip:
             continue
-        name = name.replace(".base_layer", "")
         layer = lora_layers.get(name)
         if layer is None or layer.disable_adapters or layer.merged:
             yield name, gather(tensor, dtype)

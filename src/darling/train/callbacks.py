@@ -52,15 +52,13 @@ class SavePolicy(L.Callback):
             remove_path(partial)
             partial.mkdir(parents=True)
             writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
-        skip = {"lm_head.weight"} if tied else set()
+        skip = {"lm_head.weight"} if tied else set()  # the embedding again: not gathered
         item = (self.dtype or next(policy.parameters()).dtype).itemsize
-        sizes = [shape.numel() * item for name, shape in merged_shapes(policy)
-                 if name not in skip]
-        written = 0
-        for name, tensor in merged_weights(policy, gather=full_on_rank0, dtype=self.dtype):
-            if writer is not None and name not in skip:
-                written += 1
-                coming = sizes[written] if written < len(sizes) else 0
+        sizes = [shape.numel() * item for _, shape in merged_shapes(policy, skip)]
+        weights = merged_weights(policy, gather=full_on_rank0, dtype=self.dtype, skip=skip)
+        for index, (name, tensor) in enumerate(weights):
+            if writer is not None:
+                coming = sizes[index + 1] if index + 1 < len(sizes) else 0
                 writer.add(name, tensor.detach().to("cpu").contiguous(), coming=coming)
             del tensor
         if writer is not None:
