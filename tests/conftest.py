@@ -4,7 +4,9 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from darling.train.config import register_configs
 
@@ -27,6 +29,20 @@ TINY = [
 answers correctly, so quality comes from a text statistic that varies within groups."""
 
 register_configs()
+
+
+def save_tiny_checkpoint(directory: Path, seed: int, dtype: torch.dtype = torch.float32) -> str:
+    """The tiny model (``seed``) saved the way the hub holds a model: ``dtype`` safetensors in
+    several 2 MB files with an index, beside its tokenizer; returns the directory."""
+    from transformers import AutoTokenizer
+
+    from darling.models.loading import ModelSpec, load_policy
+    from darling.models.smollm2 import smollm2_path
+
+    model = load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=seed)[0]
+    model.to(dtype).save_pretrained(directory, max_shard_size="2MB")
+    AutoTokenizer.from_pretrained(smollm2_path()).save_pretrained(directory)
+    return str(directory)
 
 
 @pytest.fixture

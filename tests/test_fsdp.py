@@ -14,19 +14,17 @@ import time
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from darling.logprobs import response_logprobs
 from darling.models import load_policy
 from darling.models.checkpoints import is_sharded_checkpoint, load_checkpoint
 from darling.models.frozen import weights_fingerprint
-from darling.models.loading import ModelSpec
 from darling.models.tiny import build_tiny_llama
 from darling.train.run_dir import resolve_checkpoint
 from darling.train.strategies import decoder_layers
 from darling.train.validation import validate
-from tests.conftest import ROOT, TINY, metric_rows
+from tests.conftest import ROOT, TINY, metric_rows, save_tiny_checkpoint
 from tests.helpers import length_quality
 
 STEPS = 3
@@ -112,14 +110,7 @@ def test_lora_with_kl_on_two_sharded_ranks_trains_like_one_process(tmp_path):
     safetensors files; one process uses from_pretrained): sharded adapters, the KL reference as
     the base with adapters disabled, the merged policy written by rank 0. The KL term is on, so
     a wrong reference shows."""
-    from transformers import AutoTokenizer
-
-    from darling.models.smollm2 import smollm2_path
-
-    checkpoint = tmp_path / "checkpoint"
-    load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=5)[0].save_pretrained(
-        checkpoint, max_shard_size="2MB")
-    AutoTokenizer.from_pretrained(smollm2_path()).save_pretrained(checkpoint)
+    checkpoint = save_tiny_checkpoint(tmp_path / "checkpoint", seed=5)
     lora = ["model.lora.enabled=true", "model.lora.r=4", "optim.kl_coef=0.1",
             "model.source=pretrained", f"model.path={checkpoint}"]
     _train(tmp_path / "sharded", *FSDP, *lora)

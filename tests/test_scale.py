@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from darling.models.loading import LoraSpec, ModelSpec, load_policy, transformers_model
+from tests.conftest import save_tiny_checkpoint
 
 TINY_LORA = ModelSpec(source="tiny", lora=LoraSpec(enabled=True, r=4))
 
@@ -102,19 +103,6 @@ def test_meta_built_policy_filled_from_rank0_equals_the_single_process_load(spec
              nprocs=2)
 
 
-def _save_tiny_checkpoint(directory) -> str:
-    """The tiny model saved the way the hub holds a model: bfloat16 safetensors in several files
-    with an index, beside its tokenizer."""
-    from transformers import AutoTokenizer
-
-    from darling.models.smollm2 import smollm2_path
-
-    model = load_policy(OmegaConf.structured(ModelSpec(source="tiny")), seed=11)[0]
-    model.to(torch.bfloat16).save_pretrained(directory, max_shard_size="2MB")
-    AutoTokenizer.from_pretrained(smollm2_path()).save_pretrained(directory)
-    return str(directory)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("lora, with_reference", [(False, True), (True, False)],
                          ids=["full+reference", "lora"])
@@ -124,7 +112,7 @@ def test_each_rank_reads_its_own_rows_and_equals_the_single_process_load(tmp_pat
     embedding: the sharded model read rank by rank is the model ``from_pretrained`` loads."""
     from dataclasses import asdict
 
-    path = _save_tiny_checkpoint(tmp_path / "ckpt")
+    path = save_tiny_checkpoint(tmp_path / "ckpt", seed=11, dtype=torch.bfloat16)
     assert (tmp_path / "ckpt" / "model.safetensors.index.json").is_file()
     spec = ModelSpec(source="pretrained", path=path, lora=LoraSpec(enabled=lora, r=4))
     spec_dict = asdict(spec)

@@ -81,14 +81,11 @@ def load_policy(spec: Any, seed: int = 0, on_meta: bool = False) -> tuple[torch.
                 tokenizer.pad_token = tokenizer.eos_token
             if spec.gradient_checkpointing:
                 model.gradient_checkpointing_enable()
-        if spec.lora.enabled and on_meta:
-            # real adapters on a meta base, drawn from the generator as a checkpoint's
-            # from_pretrained leaves it (it draws nothing): the values a full load gives
-            torch.manual_seed(seed)
-            with real_placeholders(model):
+        if spec.lora.enabled:
+            if on_meta:  # the generator as a checkpoint's from_pretrained leaves it (it draws
+                torch.manual_seed(seed)  # nothing): the adapters a full load gives
+            with real_placeholders(model):  # real adapters on a meta base; a no-op on a real one
                 model = _wrap_lora(model, spec.lora)
-        elif spec.lora.enabled:
-            model = _wrap_lora(model, spec.lora)
     return model, tokenizer
 
 

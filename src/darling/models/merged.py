@@ -31,7 +31,7 @@ def full_on_rank0(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> tor
     import torch.distributed as dist
 
     if not isinstance(tensor, DTensor):
-        return tensor if dtype is None else tensor.to(dtype)
+        return full(tensor, dtype)
     mesh = tensor.device_mesh
     if mesh.ndim != 1 or tensor.placements != (Shard(0),):
         whole = full(tensor, dtype)

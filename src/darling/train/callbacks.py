@@ -26,8 +26,8 @@ class SavePolicy(L.Callback):
     (``darling.models.merged.merged_weights`` with ``full_on_rank0``), and rank 0 adds it to the
     shard being filled, which is written and freed as soon as the next weight would take it past
     ``max_shard_gb``, before that weight is gathered (``ShardedSafetensorsWriter``). So rank 0
-    holds at most one shard, the arriving weight included, plus its own rows of that weight cast
-    (a LoRA-adapted weight is merged in float32 first), never the whole model. Several shards
+    holds at most one shard, the arriving weight included (a LoRA-adapted weight is merged in
+    float32 first), never the whole model. Several shards
     come with Hugging Face's ``model.safetensors.index.json``; a model that fits in one is a
     single ``model.safetensors``.
     The directory appears atomically (written into a temporary sibling, then renamed)."""
@@ -53,8 +53,8 @@ class SavePolicy(L.Callback):
             partial.mkdir(parents=True)
             writer = ShardedSafetensorsWriter(partial, self.max_shard_bytes)
         skip = {"lm_head.weight"} if tied else set()  # the embedding again: not gathered
-        item = (self.dtype or next(policy.parameters()).dtype).itemsize
-        sizes = [shape.numel() * item for _, shape in merged_shapes(policy, skip)]
+        dtype = self.dtype or next(policy.parameters()).dtype  # the dtype written
+        sizes = [shape.numel() * dtype.itemsize for _, shape in merged_shapes(policy, skip)]
         weights = merged_weights(policy, gather=full_on_rank0, dtype=self.dtype, skip=skip)
         for index, (name, tensor) in enumerate(weights):
             if writer is not None:
@@ -64,8 +64,7 @@ class SavePolicy(L.Callback):
         if writer is not None:
             writer.close()
             self.peak_shard_bytes = writer.peak_shard_bytes
-            finish_policy_dir(self.directory, base, pl_module.tokenizer,
-                              self.dtype or next(policy.parameters()).dtype)
+            finish_policy_dir(self.directory, base, pl_module.tokenizer, dtype)
             log.info("saved the trained policy to %s", self.directory)
         trainer.strategy.barrier()
 

@@ -200,9 +200,7 @@ def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tenso
     for root in roots:
         aliases = _aliases(root)
         set_model_state_dict(root, dict(rest), options=options)
-        for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
-            owner, _, attr = alias.rpartition(".")
-            setattr(root.get_submodule(owner), attr, root.get_parameter(name))
+        _retie(root, aliases)
     del rest
     for root in roots:
         root.to(dtype)  # the layers are still on the meta device: nothing else is touched
@@ -215,9 +213,7 @@ def fill_shards(models: Sequence[torch.nn.Module], source: dict[str, torch.Tenso
         for unit in units:
             unit[position][1].to(dtype)
     for root in roots:
-        left = [n for n, p in root.named_parameters() if _local(p).is_meta]
-        if left:
-            raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
+        _check_filled(root)
 
 
 @torch.no_grad()
@@ -276,18 +272,29 @@ def fill_shards_from_files(models: Sequence[torch.nn.Module], directory: str | P
                     stride=param.stride(),
                 )
             unit.load_state_dict(part, strict=False, assign=True)
-        for alias, name in aliases:  # assignment gave each name its own parameter: re-tie
-            owner, _, attr = alias.rpartition(".")
-            setattr(root.get_submodule(owner), attr, root.get_parameter(name))
-        left = [n for n, p in root.named_parameters() if _local(p).is_meta]
-        if left:
-            raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
+        _retie(root, aliases)
+        _check_filled(root)
 
 
 def _layer_prefixes(root: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     """``(state-dict prefix, module)`` of each decoder layer of ``root``, in model order."""
     names = {id(m): name for name, m in root.named_modules()}
     return [(names[id(layer)] + ".", layer) for layer in decoder_layers(root)]
+
+
+def _retie(root: torch.nn.Module, aliases: list[tuple[str, str]]) -> None:
+    """Point each alias (``_aliases``, taken before assignment) at its parameter again: loading
+    with assignment gave each name a parameter of its own."""
+    for alias, name in aliases:
+        owner, _, attr = alias.rpartition(".")
+        setattr(root.get_submodule(owner), attr, root.get_parameter(name))
+
+
+def _check_filled(root: torch.nn.Module) -> None:
+    """No parameter of ``root`` is left on the meta device."""
+    left = [n for n, p in root.named_parameters() if _local(p).is_meta]
+    if left:
+        raise RuntimeError(f"parameters left unfilled on the meta device: {left[:5]}")
 
 
 def _aliases(root: torch.nn.Module) -> list[tuple[str, str]]:
