@@ -9,7 +9,7 @@ from darling.config import hydra_run_dir
 from darling.errors import check_command_line, user_errors
 from darling.eval.compare import compare
 from darling.eval.config import check_eval_command_line, register_eval_configs
-from darling.eval.run import evaluate, log_comparison
+from darling.eval.run import eval_partitioner, evaluate, log_comparison
 
 register_eval_configs()
 
@@ -20,7 +20,9 @@ def main(cfg: DictConfig) -> None:
         if cfg.compare:
             result = compare(list(cfg.compare), cfg.eval.out_dir, baseline=cfg.baseline,
                              analysis=cfg.analysis, n_resamples=cfg.permutations, seed=cfg.seed,
-                             collapsed_below=cfg.collapsed_below)
+                             collapsed_below=cfg.collapsed_below,
+                             signal_partition=(eval_partitioner(cfg) if cfg.signal_classifier
+                                               else None))
             log_comparison(cfg, result)
         else:
             evaluate(cfg, cfg.eval.out_dir)

@@ -19,6 +19,9 @@
 #       and COLLAPSED_BELOW=<distinct@k> go to the comparison (docs/evaluation.md); with
 #       EVAL_SAMPLING, COLLAPSED_BELOW="<name>=<distinct@k> ..." sets it per entry (none: not
 #       reported for that entry).
+#   SIGNAL_CLASSIFIER=true  the comparison's training-signal table also judges every run's
+#       logged rollouts by the default classifier (false merge and false split of one classifier
+#       on every arm, whatever partition the arm trained with).
 # Re-running the same command continues: runs resume their last checkpoint (ckpt_path=auto; a
 # finished run ends at once) and evaluations whose metrics.json exists are not redone.
 set -euo pipefail
@@ -44,6 +47,7 @@ done
 "$PY" train.py -m --config-dir sweeps --config-name "$CONFIG" "hydra.sweep.dir=$OUT" \
   ckpt_path=auto "${train_args[@]}"
 compare_args=("baseline='grpo w=0'" "analysis=$ANALYSIS")
+[ "${SIGNAL_CLASSIFIER:-false}" = true ] && compare_args+=("signal_classifier=true")
 COLLAPSED_BELOW=${COLLAPSED_BELOW:-}
 study_args=()
 [ -n "${STUDY:-}" ] && study_args+=("study=$STUDY")

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 export CONFIG=study3 EXPERIMENT_DIR=${EXPERIMENT_DIR:-multirun/study3} EVAL_K=${EVAL_K:-32}
 # collapsed: distinct@32 below 18 at temperature 1.0 (the plan's definition; not at 0.6)
 export STUDY=3 ANALYSIS=both COLLAPSED_BELOW=t1.0=18
+# the default classifier's false merge and false split on both arms' training rollouts
+export SIGNAL_CLASSIFIER=true
 export EVAL_SAMPLING="t1.0:1.0:1.0 t0.6:0.6:0.95"
 export POOL=${POOL-t1.0=docs/results/study2/per_seed}
 exec bash sweeps/run_experiment.sh "$@"

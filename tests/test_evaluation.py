@@ -11,6 +11,7 @@ from darling.eval.compare import (
     mean_interval,
     paired_differences,
     permutation_pvalue,
+    training_signals,
     unpaired_differences,
     welch_interval,
 )
@@ -352,3 +353,64 @@ def test_evaluations_at_two_temperatures_get_two_dirs_and_are_not_pooled(tmp_pat
     _metrics_file(tmp_path / "cool", "grpo", 1, 0.4, temperature=0.6, top_p=0.95)
     with pytest.raises(ValueError, match=r"differ in rollout.temperature \(0.6: 1 evaluation"):
         compare([tmp_path], tmp_path / "comparison")
+
+
+def _logged_run(tmp_path, classes):
+    """A trained run as compare sees it: config.yaml naming its answer-set training prompts, a
+    rollout log of one group (answers red, red, blue, blue and one wrong answer) whose logged
+    classes are ``classes``, and an evaluation's metrics.json pointing back at the run."""
+    prompts = tmp_path / "colours.jsonl"
+    prompts.write_text(json.dumps({"id": "c", "prompt": "Name a colour.",
+                                   "answers": ["red", "blue"]}) + "\n")
+    run = tmp_path / "run"
+    (run / "rollouts").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"data:\n  train_path: {prompts}\n")
+    responses = ["red", "Red.", "blue", "blue", "green"]
+    (run / "rollouts" / "rank0.jsonl").write_text("".join(json.dumps({
+        "step": 0, "group_id": 0, "prompt_id": "c", "response": text, "class": label,
+        "quality": float(text != "green"), "advantage": 0.0})
+        + "\n" for text, label in zip(responses, classes, strict=True)))
+    _metrics_file(tmp_path / "eval", "darling_answer", 0, 0.8)
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    record["run"]["run_dir"] = str(run)
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(record))
+    return record
+
+
+def test_one_classifier_judges_every_runs_logged_rollouts(tmp_path):
+    """The logged classes merge everything (false merge 1 over the 4 red-blue pairs); re-read by
+    an exact-text partition, "red" and "Red." split (1 of the 2 same-answer pairs) and nothing
+    merges; by the answer partition, neither. The wrong answer is in no pair."""
+    from darling.partition.keyed import AnswerSetPartition, ExactTextPartition
+
+    record = _logged_run(tmp_path, [0, 0, 0, 0, 0])
+    logged = training_signals([record])[0]["metrics"]
+    assert (logged["signal/false_merge"], logged["signal/false_split"]) == (1.0, 0.0)
+    assert "signal/classifier_false_split" not in logged
+    exact = training_signals([record], ExactTextPartition())[0]["metrics"]
+    assert (exact["signal/classifier_false_merge"], exact["signal/classifier_false_split"]) == (
+        0.0, 0.5)
+    assert exact["signal/false_merge"] == 1.0  # the logged partition's own columns stay
+    answers = training_signals([record], AnswerSetPartition())[0]["metrics"]
+    assert (answers["signal/classifier_false_merge"],
+            answers["signal/classifier_false_split"]) == (0.0, 0.0)
+    compare([tmp_path / "eval"], tmp_path / "comparison", signal_partition=ExactTextPartition())
+    text = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "signal/classifier_false_split" in text and "0.500 (1 run, no interval)" in text
+
+
+def test_signal_classifier_flag_reaches_compare(tmp_path):
+    """``evaluate.py compare=[...] signal_classifier=true classifier=exact`` judges the logged
+    rollouts by the configured classifier (the command line, end to end)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    _logged_run(tmp_path, [0, 0, 0, 0, 0])
+    out = tmp_path / "comparison"
+    command = [sys.executable, str(ROOT / "evaluate.py"), f"compare=[{tmp_path / 'eval'}]",
+               f"eval.out_dir={out}", "signal_classifier=true", "classifier=exact"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "signal/classifier_false_split" in (out / "comparison.md").read_text()

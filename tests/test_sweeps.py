@@ -155,6 +155,7 @@ def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_pa
     assert "| darling_answer w=1 − grpo w=0 | 3/3 |" in hot  # 1 + 2 pooled runs per arm
     assert "(study 2) | 2/2 |" in hot and "(study 3) | 1/1 |" in hot
     assert "± undefined" in hot and "collapsed_share" in hot  # study 3 alone: one run per arm
+    assert "signal/classifier_false_split" in hot  # the default classifier on both arms' rollouts
     cool = (out_dir / "comparison-t0.6" / "comparison.md").read_text()
     assert "| darling_answer w=1 − grpo w=0 | 1/1 |" in cool  # study 2 has no 0.6 evaluation
     assert "collapsed_share" not in cool  # collapse is defined at temperature 1.0 only

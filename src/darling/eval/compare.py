@@ -18,7 +18,8 @@ import numpy as np
 from darling.errors import ConfigError, MissingPathError
 from darling.eval.config import HELDOUT
 from darling.eval.plots import plot_pass_at_k, plot_quality_vs_distinct, plot_training_curves
-from darling.eval.training_signal import training_signal
+from darling.eval.training_signal import partition_agreement, training_signal
+from darling.partition.protocol import partition_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -288,14 +289,15 @@ def _count(values: Sequence[float]) -> int:
 def compare(
     paths: Sequence[str | Path], out_dir: str | Path, baseline: str | None = None,
     analysis: str = "paired", n_resamples: int = PERMUTATIONS, seed: int = 0,
-    collapsed_below: float | None = None,
+    collapsed_below: float | None = None, signal_partition: Any = None,
 ) -> dict[str, Any]:
     """Write ``comparison.csv``, ``comparison.md``, ``runs.csv`` (one row per evaluated run, with
     its study and seed) and the plots into ``out_dir``. With ``baseline``, also each arm's
     difference from it: ``analysis`` is ``paired`` (by seed), ``unpaired`` (Welch and
     permutation, ``unpaired_differences``; also ``unpaired.csv``) or ``both``. With
     ``collapsed_below``, each arm's share of runs whose distinct@k is below it
-    (``collapsed_share``, reported, not tested)."""
+    (``collapsed_share``, reported, not tested). With ``signal_partition``, the training-signal
+    table also judges every run's logged rollouts by that partition (``training_signals``)."""
     if analysis not in ANALYSES:
         raise ValueError(f"analysis={analysis!r}: choose one of {list(ANALYSES)}")
     out_dir = Path(out_dir)
@@ -337,7 +339,7 @@ def compare(
         lines += _unpaired_table(unpaired, [c for c in diff_columns
                                             if c in next(iter(unpaired.values()))])
         write_unpaired(unpaired, out_dir / "unpaired.csv")
-    signal = summarize(training_signals(records))
+    signal = summarize(training_signals(records, signal_partition))
     if signal:
         lines += ["", "Training signal (rollout logs of the training prompts; "
                   "darling.eval.training_signal):", ""]
@@ -435,31 +437,49 @@ def write_runs(records: list[dict[str, Any]], path: Path) -> None:
                              *[r["metrics"].get(k, "") for k in keys]])
 
 
-def training_signals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def training_signals(
+    records: list[dict[str, Any]], partition: Any = None
+) -> list[dict[str, Any]]:
     """``training_signal`` of every trained run whose rollout log is on disk, as records that
-    ``summarize`` groups by arm."""
+    ``summarize`` groups by arm. With ``partition`` (a partition function, e.g. the shipped
+    classifier) and answer-set training prompts, each run's logged rollouts are also partitioned
+    by it, group by group, and checked against the answers (``signal/classifier_false_merge``,
+    ``signal/classifier_false_split``): one partition judging every arm's rollouts, whatever
+    partition each arm trained with."""
     out = []
     for record in records:
         run_dir = record["run"].get("run_dir")
         logs = sorted((Path(run_dir) / "rollouts").glob("rank*.jsonl")) if run_dir else []
-        if logs:
-            rows = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-            metrics = training_signal(rows, _answer_of(Path(run_dir)))
-            out.append({"run": record["run"], "metrics": metrics})
+        if not logs:
+            continue
+        rows = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
+        prompts = _answer_prompts(Path(run_dir))
+        answer_of = _answer_of(prompts) if prompts else None
+        metrics = training_signal(rows, answer_of)
+        if partition is not None and answer_of is not None:
+            labels, _ = partition_rollouts(
+                [r["response"] for r in rows], [f"{r['step']}/{r['group_id']}" for r in rows],
+                [prompts[r["prompt_id"]] for r in rows], partition)
+            agreement = partition_agreement(rows, answer_of, labels.tolist())
+            metrics |= {f"signal/classifier_{k}": v for k, v in agreement.items()}
+        out.append({"run": record["run"], "metrics": metrics})
     return out
 
 
-def _answer_of(run_dir: Path) -> Callable[[dict], str | None] | None:
-    """For a run trained on answer-set prompts: rollout -> its canonical correct answer."""
+def _answer_prompts(run_dir: Path) -> dict[str, Any] | None:
+    """A run's training prompts by id, if they are all answer-set prompts; else None."""
     from omegaconf import OmegaConf
 
-    from darling.tasks.answers import answer_in_set
     from darling.tasks.prompts import builtin_path, load_prompts
 
     path = OmegaConf.load(run_dir / "config.yaml").data.train_path or builtin_path("train")
     prompts = {row.id: row for row in load_prompts(path)}
-    if not all(row.kind == "answers" for row in prompts.values()):
-        return None
+    return prompts if all(row.kind == "answers" for row in prompts.values()) else None
+
+
+def _answer_of(prompts: dict[str, Any]) -> Callable[[dict], str | None]:
+    """Rollout -> its canonical correct answer (None: not correct)."""
+    from darling.tasks.answers import answer_in_set
 
     def answer_of(rollout: dict) -> str | None:
         row = prompts[rollout["prompt_id"]]

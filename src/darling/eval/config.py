@@ -66,6 +66,11 @@ class EvaluateConfig:
     collapsed_below: float | None = None
     """With compare: a run whose distinct@k is below this counts as collapsed; each arm's share
     of collapsed runs is reported (``collapsed_share``). None: not reported."""
+    signal_classifier: bool = False
+    """With compare: also partition every run's logged training rollouts with the configured
+    ``classifier`` (default: the shipped one) and check it against the answers
+    (``signal/classifier_false_merge``, ``signal/classifier_false_split``), so that arms trained
+    with different partitions are judged by one classifier. Answer-set training prompts only."""
     study: str | None = None
     """A label written into metrics.json as ``run.study`` (e.g. ``3``): compare shows it per run,
     never pairs runs of different studies, and gives each study's unpaired difference."""

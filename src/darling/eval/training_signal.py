@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def training_signal(
 
     ``rows``: one mapping per rollout with ``step``, ``group_id``, ``quality`` and ``advantage``;
     a group is ``(step, group_id)``; rows whose quality is missing or NaN (failed scoring) are
-    left out.
+    left out of the advantage statistics (the partition check below needs no quality).
 
     Returns
     - ``signal/groups``: number of groups;
@@ -36,20 +36,16 @@ def training_signal(
       correct answers widens it.
 
     With ``answer_of`` (a rollout's canonical correct answer, ``None`` when it is not correct), the
-    partition is also checked against the answers, over pairs of correct rollouts of a group:
-    - ``signal/false_merge``: share of pairs with different answers that share a class;
-    - ``signal/false_split``: share of pairs with the same answer that are in different classes.
+    logged partition (each row's ``class``) is also checked against the answers:
+    ``signal/false_merge`` and ``signal/false_split`` of ``partition_agreement``.
     """
+    rows = list(rows)
     groups: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
-    answered: dict[tuple, list[tuple[Hashable, Hashable]]] = defaultdict(list)
     for row in rows:
         q = row.get("quality")
         if q is None or math.isnan(q):
             continue
         groups[(row["step"], row["group_id"])].append((float(q), float(row["advantage"])))
-        answer = answer_of(row) if answer_of else None
-        if answer is not None:
-            answered[(row["step"], row["group_id"])].append((answer, row["class"]))
     shifts, flips, spreads, flat = [], [], [], 0
     for members in groups.values():
         q, a = np.array(members).T
@@ -67,9 +63,31 @@ def training_signal(
         "signal/shift_mean": float(np.mean(shifts)) if shifts else float("nan"),
         "signal/sign_flip_share": float(np.mean(flips)) if flips else float("nan"),
         "signal/top_spread": float(np.mean(spreads)) if spreads else float("nan"),
-    } | (_answer_agreement(answered.values()) if answer_of else {})
+    } | ({f"signal/{k}": v for k, v in partition_agreement(rows, answer_of).items()}
+         if answer_of else {})
 
 
-def _answer_agreement(groups: Iterable[list[tuple[Hashable, Hashable]]]) -> dict[str, float]:
-    agreement = class_agreement(groups)
-    return {f"signal/{k}": agreement[k] for k in ("false_merge", "false_split")}
+def partition_agreement(
+    rows: Iterable[Mapping], answer_of: Callable[[Mapping], Hashable | None],
+    classes: Sequence[Hashable] | None = None,
+) -> dict[str, float]:
+    """A partition of logged rollouts checked against their canonical answers, over pairs of
+    correct rollouts (``answer_of(row)`` not ``None``) of one group ``(step, group_id)``:
+
+    - ``false_merge``: share of pairs with different answers that share a class;
+    - ``false_split``: share of pairs with the same answer that are in different classes.
+
+    The classes are each row's ``class`` (the partition the run logged), or ``classes[i]`` for
+    ``rows[i]`` (another partition of the same rollouts, e.g. one classifier applied to every
+    arm's rollouts). NaN where no pair of that kind exists."""
+    rows = list(rows)
+    if classes is not None and len(classes) != len(rows):
+        raise ValueError(f"got {len(classes)} classes for {len(rows)} rollouts")
+    answered: dict[tuple, list[tuple[Hashable, Hashable]]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        answer = answer_of(row)
+        if answer is not None:
+            label = row["class"] if classes is None else classes[i]
+            answered[(row["step"], row["group_id"])].append((answer, label))
+    agreement = class_agreement(answered.values())
+    return {k: agreement[k] for k in ("false_merge", "false_split")}
