@@ -5,7 +5,8 @@
 # 1.0 (eval-k32-t1.0) and once at temperature 0.6, top_p 0.95 (eval-k32-t0.6); compare each
 # temperature apart, paired and unpaired (Welch and permutation), with study 2's per-seed
 # results (docs/results/study2/per_seed, temperature 1.0 only) pooled into the temperature-1.0
-# comparison as study 2. Extra arguments go to sweeps/run_experiment.sh (e.g. a tiny smoke test:
+# comparison as study 2, then prints the endpoint table with the plan's verdicts
+# (sweeps/study3_verdicts.py). Extra arguments go to sweeps/run_experiment.sh (e.g. a tiny smoke test:
 # model=tiny trainer.max_steps=1 ... , see tests/test_sweeps.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,6 @@ export STUDY=3 ANALYSIS=both COLLAPSED_BELOW=t1.0=18
 export SIGNAL_CLASSIFIER=true
 export EVAL_SAMPLING="t1.0:1.0:1.0 t0.6:0.6:0.95"
 export POOL=${POOL-t1.0=docs/results/study2/per_seed}
-exec bash sweeps/run_experiment.sh "$@"
+bash sweeps/run_experiment.sh "$@"
+# the endpoint table with each verdict by the plan's rules (verdicts.json beside the comparisons)
+"${PYTHON:-.venv/bin/python}" sweeps/study3_verdicts.py "$EXPERIMENT_DIR"

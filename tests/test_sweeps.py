@@ -1,5 +1,6 @@
 """The sweep configs compose into the sweeps the README promises."""
 
+import json
 import os
 import subprocess
 import sys
@@ -117,8 +118,6 @@ def test_study2_per_seed_records_are_the_results_table():
 def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_path):
     """sweeps/study3.sh on the tiny model: one seed per arm, k = 4, a stand-in for study 2's
     records pooled at temperature 1.0; the same command again redoes nothing."""
-    import json
-
     pool = tmp_path / "study2"
     for reward, weight, values in (("grpo", 0.0, (0.2, 0.3)), ("darling_answer", 1.0, (0.4, 0.1))):
         for seed, value in enumerate(values):
@@ -160,7 +159,50 @@ def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_pa
     assert "| darling_answer w=1 − grpo w=0 | 1/1 |" in cool  # study 2 has no 0.6 evaluation
     assert "collapsed_share" not in cool  # collapse is defined at temperature 1.0 only
     assert (out_dir / "base-t0.6" / "metrics.json").is_file()
+    verdicts = json.loads((out_dir / "verdicts.json").read_text())
+    assert [v["endpoint"] for v in verdicts] == ["H1", "H2a", "H2b"]
+    assert [(v["runs"], v["baseline_runs"]) for v in verdicts] == [(3, 3), (3, 3), (1, 1)]
+    assert verdicts[2]["verdict"] == "not met"  # one run per arm: no interval, never met
 
     run()  # the same command again: runs end at once, evaluations are not redone
     assert evaluated == {p: p.stat().st_mtime_ns
                          for p in out_dir.glob("*/eval-k4-t*/metrics.json")}
+
+
+def test_verdict_rules_are_the_plans():
+    from darling.eval.verdicts import non_inferiority, superiority
+
+    assert superiority(0.4, 2.0, 0.049) == "supported"
+    assert superiority(0.4, 2.0, 0.05) == "undecided"  # interval above 0, p not below alpha
+    assert superiority(-3.0, -0.1, 0.01) == "refuted"
+    assert superiority(-1.0, 2.0, 0.01) == "undecided"  # interval across 0
+    assert superiority(float("nan"), float("nan"), 0.01) == "undecided"
+    assert non_inferiority(-0.049, -0.05) == "met"
+    assert non_inferiority(-0.05, -0.05) == "not met"  # the lower end must be above the margin
+    assert non_inferiority(float("nan"), -0.05) == "not met"
+
+
+def test_study3_verdicts_read_both_comparisons(tmp_path):
+    """sweeps/study3_verdicts.py takes the pooled rows (not the per-study ones) of the two
+    comparisons' unpaired.csv and applies each endpoint's rule."""
+    header = "difference,metric,estimate,low,high,df,p,runs,baseline_runs\n"
+    pooled, study2 = "darling_answer w=1 − grpo w=0", "darling_answer w=1 − grpo w=0 (study 2)"
+    rows = {"comparison-t1.0": [(pooled, "correct_distinct@k", 4.0, 1.0, 7.0, 33.2, 0.01),
+                                (study2, "correct_distinct@k", -4.0, -9.0, 1.0, 9.0, 0.3),
+                                (pooled, "pass@1", -0.02, -0.06, 0.02, 30.1, 0.3)],
+            "comparison-t0.6": [(pooled, "pass@1", -0.01, -0.04, 0.02, 25.0, 0.5)]}
+    for folder, lines in rows.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "unpaired.csv").write_text(header + "".join(
+            ",".join(map(str, (*row, 20, 20))) + "\n" for row in lines))
+    out = subprocess.run([sys.executable, "sweeps/study3_verdicts.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "| H1: correct_distinct@32, temperature 1.0 (primary) | +4.000 | [+1.000, +7.000] " \
+        "[33.2] | 0.01 | 20/20 | **supported** |" in out.stdout
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    assert [v["verdict"] for v in verdicts] == ["supported", "not met", "met"]
+    (tmp_path / "comparison-t0.6" / "unpaired.csv").write_text(header)
+    out = subprocess.run([sys.executable, "sweeps/study3_verdicts.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "has no row" in out.stderr and "Traceback" not in out.stderr
