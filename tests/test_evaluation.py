@@ -414,3 +414,19 @@ def test_signal_classifier_flag_reaches_compare(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "signal/classifier_false_split" in (out / "comparison.md").read_text()
+
+
+def test_compare_finds_the_runs_from_another_folder(tmp_path, monkeypatch):
+    """metrics.json names its run folder relative to where evaluate.py ran; compare run from
+    elsewhere finds the run above its evaluation folder (the default layout) instead of silently
+    leaving its training signal out."""
+    record = _logged_run(tmp_path, [0, 0, 0, 0, 0])
+    run = tmp_path / "run"
+    (run / "eval").mkdir()
+    record["run"]["run_dir"] = "run"  # as recorded by an evaluation run from tmp_path
+    (run / "eval" / "metrics.json").write_text(json.dumps(record))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    compare([run / "eval"], tmp_path / "comparison")
+    assert "signal/false_merge" in (tmp_path / "comparison" / "comparison.md").read_text()

@@ -303,8 +303,13 @@ def compare(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = find_metrics(paths)
-    records = [json.loads(p.read_text()) for p in files]
+    records = [with_run_dir(json.loads(p.read_text()), p) for p in files]
     check_same_protocol(records, files)
+    lost = [r["run"]["run_dir"] for r in records
+            if r["run"].get("run_dir") and not Path(r["run"]["run_dir"]).is_dir()]
+    if lost:
+        log.warning("%d trained run folder(s) are not found from here, e.g. %s: the training "
+                    "signal and training curves leave them out", len(lost), lost[0])
     described = (records if collapsed_below is None
                  else [with_collapse(r, collapsed_below) for r in records])  # reported, not tested
     table = summarize(described)
@@ -402,6 +407,18 @@ def _unpaired_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> l
         runs = max(v[4] for v in metrics.values()), max(v[5] for v in metrics.values())
         lines.append(f"| {arm} | {runs[0]}/{runs[1]} | " + " | ".join(cells) + " |")
     return lines
+
+
+def with_run_dir(record: dict[str, Any], metrics_file: Path) -> dict[str, Any]:
+    """``record`` with ``run.run_dir`` usable from wherever ``compare`` runs: as recorded when
+    that folder exists (it is relative to where ``evaluate.py`` ran); otherwise the folder above
+    the evaluation's, when it holds a run's ``config.yaml`` (evaluations are written to
+    ``<run>/eval-*`` by default); otherwise as recorded."""
+    run_dir = record["run"].get("run_dir")
+    above = metrics_file.parent.parent
+    if not run_dir or Path(run_dir).is_dir() or not (above / "config.yaml").is_file():
+        return record
+    return {**record, "run": {**record["run"], "run_dir": str(above)}}
 
 
 def with_collapse(record: dict[str, Any], below: float) -> dict[str, Any]:
