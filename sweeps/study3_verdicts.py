@@ -38,6 +38,9 @@ def endpoint_rows(study_dir: Path) -> list[dict]:
     rows = []
     for name, label, comparison, metric, rule in ENDPOINTS:
         path = study_dir / comparison / "unpaired.csv"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist: run the comparisons first "
+                             "(sweeps/study3.sh, or docs/results/study3/analyse.sh)")
         with path.open(newline="") as f:
             found = [r for r in csv.DictReader(f)
                      if r["difference"] == DIFFERENCE and r["metric"] == metric]

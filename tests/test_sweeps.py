@@ -206,3 +206,7 @@ def test_study3_verdicts_read_both_comparisons(tmp_path):
     out = subprocess.run([sys.executable, "sweeps/study3_verdicts.py", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 1 and "has no row" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "comparison-t0.6" / "unpaired.csv").unlink()
+    out = subprocess.run([sys.executable, "sweeps/study3_verdicts.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "does not exist" in out.stderr and "Traceback" not in out.stderr
