@@ -262,6 +262,8 @@ def test_permutation_pvalue_monte_carlo_is_seeded_and_near_scipy():
     p, count, exact = permutation_pvalue(x, y, n_resamples=4999, seed=3)
     assert not exact and count == 4999
     assert permutation_pvalue(x, y, n_resamples=4999, seed=3)[0] == p  # same seed, same p
+    # the same runs in another order (files are found in any order): the same p
+    assert permutation_pvalue(x[::-1], np.roll(y, 7), n_resamples=4999, seed=3)[0] == p
     ref = stats.permutation_test(
         (x, y), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
         permutation_type="independent", vectorized=True, n_resamples=4999, rng=1)

@@ -75,8 +75,8 @@ def welch_interval(
     """
     from scipy import stats
 
-    a = np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64)
-    b = np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64)
+    a = np.sort(np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64))
+    b = np.sort(np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64))
     if len(a) == 0 or len(b) == 0:
         return float("nan"), float("nan"), float("nan")
     diff = float(a.mean() - b.mean())
@@ -101,14 +101,15 @@ def permutation_pvalue(
     two-sided convention). If ``C(n1 + n2, n1) <= n_resamples`` every labelling is enumerated
     and ``P`` is exact (the observed labelling is one of them); otherwise ``n_resamples`` random
     labellings are drawn with ``numpy.random.default_rng(seed)`` and ``P = (count + 1) /
-    (n_resamples + 1)``, which never gives 0 (the observed labelling counts). NaNs are dropped;
+    (n_resamples + 1)``, which never gives 0 (the observed labelling counts). Each arm is sorted
+    first, so the same runs give the same p in whatever order they are passed. NaNs are dropped;
     an empty arm gives ``(nan, 0, True)``.
 
     >>> permutation_pvalue([3.0, 4.0], [1.0, 2.0])  # 6 labellings; t = 2 is the largest of them
     (0.3333333333333333, 6, True)
     """
-    a = np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64)
-    b = np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64)
+    a = np.sort(np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64))
+    b = np.sort(np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64))
     n1, n = len(a), len(a) + len(b)
     if n1 == 0 or n1 == n:
         return float("nan"), 0, True
