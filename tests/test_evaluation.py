@@ -432,3 +432,25 @@ def test_compare_finds_the_runs_from_another_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     compare([run / "eval"], tmp_path / "comparison")
     assert "signal/false_merge" in (tmp_path / "comparison" / "comparison.md").read_text()
+
+
+def test_a_metric_fewer_runs_have_says_its_own_count(tmp_path):
+    # pooled records of an earlier study keep only some metrics: vendi is in 2 of 3 runs of
+    # darling_answer; its intervals must not read as over the row's 3 runs
+    for seed, (g, a) in enumerate([(0.3, 0.5), (0.4, 0.35), (0.5, 0.45)]):
+        for name, reward, value in [("grpo", "grpo", g), ("answer", "darling_answer", a)]:
+            _metrics_file(tmp_path / f"{name}{seed}", reward, seed, value, study="3")
+            record = json.loads((tmp_path / f"{name}{seed}" / "metrics.json").read_text())
+            if name == "grpo" or seed < 2:
+                record["metrics"]["vendi"] = 2.0 + value + seed
+            (tmp_path / f"{name}{seed}" / "metrics.json").write_text(json.dumps(record))
+    out = compare([tmp_path], tmp_path / "comparison", baseline="grpo w=0", analysis="unpaired")
+    text = (tmp_path / "comparison" / "comparison.md").read_text()
+    mean, half, n = out["arms"]["darling_answer w=1"]["vendi"]
+    assert n == 2 and f"{mean:.3f} ± {half:.3f} (2 runs)" in text
+    p_mean, p_half, _ = out["arms"]["darling_answer w=1"]["pass@1"]
+    assert f"| darling_answer w=1 | 3 | {p_mean:.3f} ± {p_half:.3f} |" in text  # no count: all 3
+    diff, half, df, p, runs, base_runs = out["unpaired"]["darling_answer w=1 − grpo w=0"]["vendi"]
+    assert (runs, base_runs) == (2, 3)
+    assert f"{diff:+.3f} ± {half:.3f} [df {df:.1f}; p {p:.3g}; 2/3 runs]" in text
+    assert "| darling_answer w=1 − grpo w=0 | 3/3 |" in text

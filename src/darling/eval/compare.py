@@ -203,17 +203,17 @@ def arm_of(run: dict[str, Any]) -> str:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """``arm -> metric -> (mean, half-width, seeds)`` over the records of each arm."""
+    """``arm -> metric -> (mean, half-width, seeds)`` over the records of each arm; ``seeds``
+    counts the records that have the metric (a NaN or missing value is left out)."""
     by_arm: dict[str, list[dict[str, float]]] = defaultdict(list)
     for record in records:
         by_arm[arm_of(record["run"])].append(record["metrics"])
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
     for arm, metrics in by_arm.items():
         keys = list(dict.fromkeys(k for m in metrics for k in m))
-        table[arm] = {
-            k: (*mean_interval([m.get(k, float("nan")) for m in metrics]), len(metrics))
-            for k in keys
-        }
+        values = {k: [m.get(k, float("nan")) for m in metrics] for k in keys}
+        table[arm] = {k: (*mean_interval(v), sum(not math.isnan(x) for x in v))
+                      for k, v in values.items()}
     return table
 
 
@@ -379,15 +379,24 @@ def _markdown_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> l
     lines = ["| arm | seeds | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for arm, metrics in table.items():
-        cells = [_cell(*metrics[c][:3]) if c in metrics else "-" for c in columns]
         seeds = max(v[2] for v in metrics.values())
+        cells = [_cell(*metrics[c][:3]) + _fewer(metrics[c][2], seeds) if c in metrics else "-"
+                 for c in columns]
         lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
 
+def _fewer(n: int, row_n: int) -> str:
+    """A cell's own count of runs where it is below its row's (e.g. pooled records that lack
+    the metric), so that no interval reads as over more runs than it has."""
+    return f" ({n} runs)" if 1 < n < row_n else ""
+
+
 def _cell(mean: float, half: float, n: int) -> str:
     """``mean ± half``; a single value has no interval and says so instead of ``± 0.000``."""
-    if n < 2:
+    if n == 0:
+        return "-"
+    if n == 1:
         return f"{mean:.3f} (1 run, no interval)"
     return f"{mean:.3f} ± undefined" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
@@ -396,16 +405,17 @@ def _unpaired_table(table: dict[str, dict[str, tuple]], columns: list[str]) -> l
     lines = ["| arm | runs | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for arm, metrics in table.items():
+        runs = max(v[4] for v in metrics.values()), max(v[5] for v in metrics.values())
         cells = []
         for c in columns:
             if c not in metrics:
                 cells.append("-")
                 continue
-            diff, half, df, p, _, _ = metrics[c]
+            diff, half, df, p, n, n_base = metrics[c]
+            own = f"; {n}/{n_base} runs" if (n, n_base) != runs else ""
             interval = ("± undefined (an arm has one run or no spread)" if math.isnan(half)
-                        else f"± {half:.3f} [df {df:.1f}; p {p:.3g}]")
+                        else f"± {half:.3f} [df {df:.1f}; p {p:.3g}{own}]")
             cells.append(f"{diff:+.3f} {interval}")
-        runs = max(v[4] for v in metrics.values()), max(v[5] for v in metrics.values())
         lines.append(f"| {arm} | {runs[0]}/{runs[1]} | " + " | ".join(cells) + " |")
     return lines
 
