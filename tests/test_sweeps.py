@@ -115,6 +115,42 @@ def test_study2_per_seed_records_are_the_results_table():
             assert record["sampling"]["temperature"] == 1.0
 
 
+def test_study3_reported_verdicts_follow_from_the_committed_per_run_metrics():
+    """docs/results/study3/verdicts.json (the endpoint table of docs/results.md) is what the
+    plan's rules give on the committed metrics.json of every run: Welch's interval recomputed
+    here from per_run/ (and study 2's pooled records at temperature 1.0), then the verdict."""
+    from darling.eval.compare import welch_interval
+    from darling.eval.verdicts import non_inferiority, superiority
+
+    study3 = ROOT / "docs" / "results" / "study3"
+
+    def values(temperature, metric, reward):
+        files = sorted(study3.glob(f"per_run/smollm2_135m-{reward}-*/eval-k32-t{temperature}/"
+                                   "metrics.json"))
+        if temperature == "1.0":
+            files += sorted((ROOT / "docs/results/study2/per_seed").glob(f"{reward}-seed*/"
+                                                                       "metrics.json"))
+        records = [json.loads(f.read_text()) for f in files]
+        assert all(r["sampling"]["temperature"] == float(temperature) for r in records)
+        return [r["metrics"][metric] for r in records]
+
+    reported = {v["endpoint"]: v for v in json.loads((study3 / "verdicts.json").read_text())}
+    for endpoint, temperature, metric, runs in (("H1", "1.0", "correct_distinct@k", 20),
+                                                ("H2a", "1.0", "pass@1", 20),
+                                                ("H2b", "0.6", "pass@1", 14)):
+        x, y = values(temperature, metric, "darling_answer"), values(temperature, metric, "grpo")
+        assert len(x) == len(y) == runs
+        diff, half, _ = welch_interval(x, y)
+        v = reported[endpoint]
+        assert (v["estimate"], v["low"], v["high"]) == pytest.approx((diff, diff - half,
+                                                                      diff + half))
+        rule = (superiority(v["low"], v["high"], v["p"]) if endpoint == "H1"
+                else non_inferiority(v["low"], -0.05))
+        assert v["verdict"] == rule
+    assert [reported[e]["verdict"] for e in ("H1", "H2a", "H2b")] == [
+        "undecided", "not met", "not met"]
+
+
 def test_study3_runner_evaluates_at_both_temperatures_pools_and_continues(tmp_path):
     """sweeps/study3.sh on the tiny model: one seed per arm, k = 4, a stand-in for study 2's
     records pooled at temperature 1.0; the same command again redoes nothing."""
