@@ -28,6 +28,11 @@ CURVE_WINDOW = 5
 """Training curves are trailing means over this many steps."""
 
 
+def _present(values: Sequence[float]) -> np.ndarray:
+    """The values that are not NaN, as float64, in their order: shape ``(n,)``."""
+    return np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+
+
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """``(mean, half-width)`` of a Student-t interval; half-width NaN (undefined) for a single
     value: one seed says nothing about the seed-to-seed spread.
@@ -37,7 +42,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     """
     from scipy import stats
 
-    x = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    x = _present(values)
     if len(x) == 0:
         return float("nan"), float("nan")
     if len(x) == 1:
@@ -75,8 +80,7 @@ def welch_interval(
     """
     from scipy import stats
 
-    a = np.sort(np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64))
-    b = np.sort(np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64))
+    a, b = np.sort(_present(x)), np.sort(_present(y))  # sorted: the same in any input order
     if len(a) == 0 or len(b) == 0:
         return float("nan"), float("nan"), float("nan")
     diff = float(a.mean() - b.mean())
@@ -108,8 +112,7 @@ def permutation_pvalue(
     >>> permutation_pvalue([3.0, 4.0], [1.0, 2.0])  # 6 labellings; t = 2 is the largest of them
     (0.3333333333333333, 6, True)
     """
-    a = np.sort(np.asarray([v for v in x if not math.isnan(v)], dtype=np.float64))
-    b = np.sort(np.asarray([v for v in y if not math.isnan(v)], dtype=np.float64))
+    a, b = np.sort(_present(x)), np.sort(_present(y))  # sorted: the same in any input order
     n1, n = len(a), len(a) + len(b)
     if n1 == 0 or n1 == n:
         return float("nan"), 0, True
@@ -212,7 +215,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float,
     for arm, metrics in by_arm.items():
         keys = list(dict.fromkeys(k for m in metrics for k in m))
         values = {k: [m.get(k, float("nan")) for m in metrics] for k in keys}
-        table[arm] = {k: (*mean_interval(v), sum(not math.isnan(x) for x in v))
+        table[arm] = {k: (*mean_interval(v), _count(v))
                       for k, v in values.items()}
     return table
 
@@ -284,6 +287,7 @@ def unpaired_differences(
 
 
 def _count(values: Sequence[float]) -> int:
+    """How many of ``values`` are not NaN (the runs that have the metric)."""
     return sum(not math.isnan(v) for v in values)
 
 
